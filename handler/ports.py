@@ -66,6 +66,10 @@ class Store(Protocol):
     def mark_dead(self, owner: str, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
         """Dead-letter URLs still leased to `owner`, each with its reason."""
 
+    def record_dead(self, window: int, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
+        """Dead-letter URLs refused before they could be queued (too long to prefetch, say),
+        unless they already have a record that is pending, or pushed/dead with keep_until > now."""
+
     def defer(
         self, owner: str, urls: Sequence[str], *, not_before: float, reason: str, count_attempt: bool
     ) -> None:
