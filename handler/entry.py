@@ -1,0 +1,78 @@
+"""Function Compute entry points: `handler.entry.upload` (OSS trigger) and `handler.entry.flush` (Timer trigger).
+
+Wiring only. Settings are read once per instance, on the first invocation, from
+$PREWARM_CONFIG. A malformed event is logged and dropped (raising would make FC
+retry it for nothing); a store failure raises, so that FC retries the event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from .events import parse_event
+from .prewarm import flush as flush_windows
+from .prewarm import ingest
+from .settings import load_settings
+from .wiring import Wiring
+
+log = logging.getLogger("handler.entry")
+_wiring: Wiring | None = None
+
+
+def _instance() -> Wiring:
+    global _wiring
+    if _wiring is None:
+        logging.getLogger("handler").setLevel(os.environ.get("PREWARM_LOG_LEVEL", "INFO").upper())
+        _wiring = Wiring(load_settings())
+    return _wiring
+
+
+def upload(event: bytes | str, context: Any = None) -> str:
+    """OSS / EventBridge / S3 upload events → pending URLs of the current window."""
+    wiring = _instance()
+    parsed = parse_event(event, include_append=wiring.settings.include_append)
+    for skipped in parsed.skipped:
+        log.warning("event record %s skipped: %s", skipped.index, skipped.reason)
+    report = ingest(parsed.records, wiring.settings, wiring.store(context), now=time.time())
+    if report.added:
+        _request_flush_if_full(wiring, report.window, context)
+    log.info("ingest %s", report.as_dict())
+    return json.dumps(report.as_dict())
+
+
+def flush(event: bytes | str | None = None, context: Any = None) -> str:
+    """Timer trigger (or an early flush request): push the closed windows within the quota."""
+    wiring = _instance()
+    flush_all = _asks_for_all(event)
+    report = flush_windows(
+        wiring.store(context), wiring.prefetcher(context), wiring.settings, time.time(), flush_all=flush_all
+    )
+    return json.dumps(report.as_dict())
+
+
+def _asks_for_all(event: bytes | str | None) -> bool:
+    """A Timer payload or invocation body of `{"all": true}` flushes open windows too."""
+    try:
+        body = json.loads(event or b"{}")
+        if isinstance(body, dict) and isinstance(body.get("payload"), str):
+            body = json.loads(body["payload"] or "{}")
+        return isinstance(body, dict) and body.get("all") is True
+    except (ValueError, TypeError):
+        return False
+
+
+def _request_flush_if_full(wiring: Wiring, window: int, context: Any) -> None:
+    settings = wiring.settings
+    if settings.flush_function is None:
+        return
+    store = wiring.store(context)
+    if store.pending_in_window(window) < settings.cdn.max_urls_per_call or not store.request_flush(window):
+        return
+    from .flush_request import request_flush  # only the one invocation that asks pays for fc2
+    from .wiring import resolve
+
+    request_flush(settings.flush_function, resolve(context), context)

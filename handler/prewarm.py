@@ -1,0 +1,192 @@
+"""The imperative shell: ingest upload records into windows, flush closed windows to the CDN.
+
+Decisions (which URLs, which window, how much quota) come from the pure modules;
+this file only sequences them over the Store and Prefetcher ports, so that every
+URL ends pushed, deferred with a reason, or dead-lettered with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Sequence
+
+from .cdn.errors import FatalConfigError, QuotaExhaustedError
+from .events import ObjectCreated
+from .planning import closed_before, next_quota_day_start, quota_day, quota_grant, window_of
+from .ports import ClaimedUrl, Prefetcher, PushOutcome, Store
+from .settings import Settings
+from .urls import urls_for
+
+log = logging.getLogger("handler.prewarm")
+
+
+@dataclass
+class IngestReport:
+    records: int = 0
+    urls: int = 0  # URLs the records mapped to, duplicates included
+    added: int = 0  # newly pending (the rest were already known)
+    refused: int = 0  # dead-lettered at once (cannot be prefetched)
+    unmatched: int = 0  # records no rule applies to
+    window: int = 0
+    window_pending: int | None = None  # pending in this window after the add, when asked
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FlushReport:
+    quota_day: str
+    pushed: int = 0
+    calls: int = 0
+    deferred: int = 0
+    dead: int = 0
+    task_ids: list[str] = field(default_factory=list)
+    maybe_duplicated: int = 0  # deferred URLs whose call may have been accepted anyway
+    error: str | None = None  # what stopped the flush early, if anything
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def ingest(records: Sequence[ObjectCreated], settings: Settings, store: Store, now: float) -> IngestReport:
+    """Map records to URLs and add them to the pending set of the window `now` falls in."""
+    report = IngestReport(records=len(records), window=window_of(now, settings.window_seconds))
+    urls: list[str] = []
+    refused: dict[str, str] = {}
+    for record in records:
+        mapped = urls_for(record, settings.rules)
+        if not mapped.urls and not mapped.refused:
+            report.unmatched += 1
+            log.info("no rule matches bucket=%r key=%r: ignored", record.bucket, record.key)
+        urls.extend(mapped.urls)
+        refused.update(mapped.refused)
+    report.urls = len(urls) + len(refused)
+    if urls:
+        report.added = len(store.add_pending(report.window, urls, now))
+    if refused:
+        for url, reason in refused.items():
+            log.error("dead-lettered %s: %s", url[:200], reason)
+        store.record_dead(report.window, refused, now=now, keep_until=now + settings.dedupe_seconds)
+        report.refused = len(refused)
+    return report
+
+
+def flush(
+    store: Store,
+    prefetcher: Prefetcher,
+    settings: Settings,
+    now: float,
+    *,
+    flush_all: bool = False,
+    owner: str | None = None,
+) -> FlushReport:
+    """Push every due URL of the closed windows (all windows with `flush_all`) within the day's quota."""
+    return _Flush(store, prefetcher, settings, now, owner or uuid.uuid4().hex).run(flush_all)
+
+
+class _Flush:
+    """One flush: claim a batch, reserve its quota, push, record each URL's fate; repeat."""
+
+    def __init__(self, store: Store, prefetcher: Prefetcher, settings: Settings, now: float, owner: str) -> None:
+        self.store = store
+        self.prefetcher = prefetcher
+        self.settings = settings
+        self.now = now
+        self.owner = owner
+        self.day = quota_day(now)
+        self.report = FlushReport(quota_day=self.day)
+
+    def run(self, flush_all: bool) -> FlushReport:
+        max_window = None if flush_all else closed_before(self.now, self.settings.window_seconds)
+        limit = self._day_limit()
+        while True:
+            claims = self.store.claim(
+                max_window=max_window,
+                now=self.now,
+                limit=self.settings.cdn.max_urls_per_call,
+                owner=self.owner,
+                lease_seconds=self.settings.lease_seconds,
+            )
+            if not claims:
+                break
+            granted = self.store.reserve_quota(self.day, len(claims), limit)
+            if granted < len(claims):
+                self._defer_to_next_day(claims[granted:], f"quota: the {self.day} limit of {limit} URLs is used")
+            if granted and not self._push(claims[:granted]):
+                break
+        log.info("flush %s", self.report.as_dict())
+        return self.report
+
+    def _day_limit(self) -> int:
+        """The day's counter limit: daily_quota - quota_reserve, lowered to what the account still has."""
+        cdn = self.settings.cdn
+        used = self.store.quota_used(self.day)
+        remain = self.prefetcher.remaining_quota()
+        return used + quota_grant(cdn.daily_limit, used, cdn.daily_limit, remain, cdn.quota_reserve)
+
+    def _push(self, claims: Sequence[ClaimedUrl]) -> bool:
+        """Push one batch and record the fate of each URL; False when the flush should stop."""
+        outcome = self.prefetcher.push([c.url for c in claims])
+        report = self.report
+        report.calls += outcome.calls
+        if outcome.pushed:
+            self.store.mark_pushed(
+                outcome.pushed, now=self.now, keep_until=self.now + self.settings.dedupe_seconds
+            )
+            report.pushed += len(outcome.pushed)
+            report.task_ids.extend(dict.fromkeys(outcome.pushed.values()))
+        if outcome.rejected:
+            self._dead(outcome.rejected)
+        # The API accepted none of these, except perhaps those of a call whose answer was lost.
+        not_accepted = len(outcome.rejected) + len(outcome.unpushed) - len(outcome.maybe_accepted)
+        self.store.release_quota(self.day, not_accepted)
+        if outcome.error is None:
+            return True
+        return self._after_error(outcome, [c for c in claims if c.url in set(outcome.unpushed)])
+
+    def _after_error(self, outcome: PushOutcome, unpushed: list[ClaimedUrl]) -> bool:
+        error = outcome.error
+        self.report.maybe_duplicated += len(outcome.maybe_accepted)
+        if isinstance(error, QuotaExhaustedError):
+            # The account says the day is spent: fill our counter so no flusher tries again today.
+            self.store.reserve_quota(self.day, 2**31, 2**31)
+            self._defer_to_next_day(unpushed, f"quota: the account refused ({error.code})")
+            return True
+        if isinstance(error, FatalConfigError):
+            self.report.error = str(error)
+            log.error("flush stopped, fix the configuration: %s", error)
+            self._defer(unpushed, self.now, f"not pushed: {error.code}", count_attempt=False)
+            return False
+        self.report.error = str(error)
+        log.warning("flush paused by %s; %d URLs retry on a later flush", error, len(unpushed))
+        retry_at = self.now + self.settings.retry_after_seconds
+        exhausted = [c for c in unpushed if c.attempts + 1 >= self.settings.max_attempts]
+        if exhausted:
+            self._dead({c.url: f"gave up after {c.attempts + 1} attempts: {error}" for c in exhausted})
+        retry = [c for c in unpushed if c not in exhausted]
+        self._defer(retry, retry_at, f"retry: {error.code}", count_attempt=True)
+        return False
+
+    def _defer_to_next_day(self, claims: Sequence[ClaimedUrl], reason: str) -> None:
+        next_day = next_quota_day_start(self.now)
+        at = datetime.fromtimestamp(next_day, timezone.utc).isoformat()
+        self._defer(claims, next_day, f"{reason}; retry after {at}", count_attempt=False)
+
+    def _defer(self, claims: Sequence[ClaimedUrl], not_before: float, reason: str, *, count_attempt: bool) -> None:
+        if claims:
+            self.store.defer(
+                self.owner, [c.url for c in claims], not_before=not_before, reason=reason, count_attempt=count_attempt
+            )
+            self.report.deferred += len(claims)
+
+    def _dead(self, reasons: dict[str, str]) -> None:
+        for url, reason in reasons.items():
+            log.error("dead-lettered %s: %s", url, reason)
+        self.store.mark_dead(
+            self.owner, reasons, now=self.now, keep_until=self.now + self.settings.dedupe_seconds
+        )
+        self.report.dead += len(reasons)

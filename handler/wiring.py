@@ -1,0 +1,66 @@
+"""Builds the adapters the settings ask for; shared by the FC entry points and the CLI.
+
+SDKs are imported here only inside the function that needs them, so the upload
+path of a SQLite or DynamoDB deployment never pays for `requests` or Tablestore.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .credentials import Credentials
+    from .ports import Prefetcher, Store
+
+
+def store_needs_credentials(settings: Settings) -> bool:
+    return urlsplit(settings.store).scheme == "tablestore"
+
+
+def resolve(context: Any = None) -> "Credentials":
+    from .credentials import resolve_credentials
+
+    return resolve_credentials(context=context)
+
+
+def open_configured_store(settings: Settings, credentials: "Credentials | None" = None) -> "Store":
+    from .stores import open_store
+
+    return open_store(settings.store, credentials=credentials)
+
+
+def open_prefetcher(settings: Settings, credentials: "Credentials") -> "Prefetcher":
+    from .cdn.client import CdnClient
+    from .cdn.pushing import BatchPusher
+
+    return BatchPusher(CdnClient(credentials, settings.cdn), settings.cdn)
+
+
+class Wiring:
+    """Adapters kept for the life of a warm instance, rebuilt when the role's credentials rotate."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: "Store | None" = None
+        self._store_credentials: "Credentials | None" = None
+        self._prefetcher: "Prefetcher | None" = None
+        self._prefetcher_credentials: "Credentials | None" = None
+
+    def store(self, context: Any = None) -> "Store":
+        credentials = resolve(context) if store_needs_credentials(self.settings) else None
+        if self._store is None or credentials != self._store_credentials:
+            if self._store is not None:
+                self._store.close()
+            self._store = open_configured_store(self.settings, credentials)
+            self._store_credentials = credentials
+        return self._store
+
+    def prefetcher(self, context: Any = None) -> "Prefetcher":
+        credentials = resolve(context)
+        if self._prefetcher is None or credentials != self._prefetcher_credentials:
+            self._prefetcher = open_prefetcher(self.settings, credentials)
+            self._prefetcher_credentials = credentials
+        return self._prefetcher
