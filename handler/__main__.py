@@ -28,11 +28,9 @@ class CliError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # Only our own loggers go to DEBUG: some SDKs log request headers (tokens) on the root logger.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("handler").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         now = _now(args.now)
         settings = load_settings(args.config)
