@@ -190,3 +190,110 @@ def test_import_pulls_in_no_official_sdk():
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout
     assert out.strip() == "[]"
+
+
+# -- answers that are not the API's JSON (a proxy or gateway in the way) -------------------
+
+
+class _RawAnswers:
+    """A loopback HTTP server answering every POST with the next (status, content type, body) in a list."""
+
+    def __init__(self, answers):
+        import http.server
+        import threading
+
+        self.answers = list(answers)
+        self.bodies: list[bytes] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                status, ctype, body = outer.answers.pop(0) if outer.answers else (200, "application/json", b"{}")
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def raw_server():
+    servers = []
+
+    def start(*answers):
+        server = _RawAnswers(answers)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+XML_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><RequestId>R-XML</RequestId>'
+    b"<HostId>cdn.aliyuncs.com</HostId><Code>InvalidDomain.NotFound</Code>"
+    b"<Message>The domain provided does not belong to you.</Message></Error>"
+)
+
+
+@pytest.mark.parametrize(
+    "status, ctype, body, error_class, code",
+    [
+        (404, "text/xml", XML_ERROR, errors.BadUrlError, "InvalidDomain.NotFound"),
+        (502, "text/html", b"<html><body>Bad Gateway</body></html>", errors.TransientError, "HTTP502"),
+        (504, "text/plain", b"upstream timed out", errors.TransientError, "HTTP504"),
+        (403, "text/plain", b"\x00\xff garbage", errors.UnexpectedApiError, "HTTP403"),
+        (400, "application/json", b'["not", "an", "object"]', errors.UnexpectedApiError, "HTTP400"),
+        (200, "text/html", b"<html>captive portal</html>", errors.UnexpectedApiError, "InvalidResponse"),
+    ],
+)
+def test_non_json_answers_still_become_typed_errors(raw_server, status, ctype, body, error_class, code):
+    server = raw_server((status, ctype, body))
+    client = offline_client(server.base_url, max_retries=0)
+    with pytest.raises(error_class) as info:
+        client.push_object_cache(["cdn.example.com/a.png"])
+    assert info.value.code == code
+    if status != 200:
+        assert info.value.status == status
+    if ctype == "text/xml":
+        assert info.value.request_id == "R-XML"
+        assert "does not belong" in info.value.message
+
+
+def test_server_echoing_the_secret_never_reaches_the_error(raw_server):
+    echo = f'{{"Code": "Weird", "Message": "you sent {SECRET} and {TOKEN}", "RequestId": "R1"}}'.encode()
+    server = raw_server((400, "application/json", echo))
+    client = offline_client(server.base_url, signature="v2")
+    with pytest.raises(errors.CdnError) as info:
+        client.push_object_cache(["cdn.example.com/a.png"])
+    for text in (str(info.value), repr(info.value), info.value.message):
+        assert SECRET not in text and TOKEN not in text
+    assert TOKEN in server.bodies[0].decode()  # V2 does carry the token in the body: it must stay there
+
+
+def test_comma_separated_task_ids_are_split_and_stripped(raw_server):
+    server = raw_server((200, "application/json", b'{"PushTaskId": "11, 12,13,", "RequestId": "R2"}'))
+    result = offline_client(server.base_url).push_object_cache(["cdn.example.com/a", "cdn.example.com/b"])
+    assert result.task_ids == ["11", "12", "13"]
+    assert result.request_id == "R2"
+
+
+def test_quota_tolerates_missing_fields(raw_server):
+    server = raw_server((200, "application/json", b'{"PreloadQuota": "1000", "PreloadRemain": "998", "RequestId": "R3"}'))
+    quota = offline_client(server.base_url).describe_refresh_quota()
+    assert (quota.preload_quota, quota.preload_remain, quota.url_quota, quota.dir_remain) == (1000, 998, None, None)
+    assert quota.request_id == "R3"
