@@ -303,10 +303,13 @@ class CdnClient:
         return error_for(f"HTTP{status}", f"answer of {len(content)} bytes is neither JSON nor XML", status=status)
 
     def _scrub(self, text: str) -> str:
-        """An error text from the server might echo what we sent; never let a secret through."""
+        """An error text may echo what we sent (SignatureDoesNotMatch quotes the string to sign,
+        token included, once or twice percent-encoded); never let a secret through."""
         for secret in (self.credentials.access_key_secret, self.credentials.security_token):
             if secret:
-                text = text.replace(secret, _MASK)
+                once = signing.percent_encode(secret)
+                for form in (signing.percent_encode(once), once, secret):
+                    text = text.replace(form, _MASK)
         return text
 
 
