@@ -1,0 +1,209 @@
+"""The CDN API double's HTTP side: stdlib ThreadingHTTPServer on loopback, RPC calls and the /_double/ admin paths."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
+
+from .cdn_double_auth import Incoming
+from .cdn_double_rules import ApiError, error_body, new_request_id, render
+
+if TYPE_CHECKING:
+    from .cdn_double import CdnDouble
+
+ADMIN_PREFIX = "/_double/"
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    content_type: str
+    request_id: str
+    drop: bool = False
+
+    @classmethod
+    def dropped(cls) -> Answer:
+        """Close the connection without a word: the caller cannot know what happened."""
+        return cls(0, b"", "", "", drop=True)
+
+
+class DoubleServer:
+    """Owns the listening socket and every open connection, so stop() really stops answering."""
+
+    def __init__(self, double: CdnDouble, host: str, port: int) -> None:
+        self._http = _TrackingServer((host, port), _handler_for(double))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._http.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._http.serve_forever, name="cdn-double", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._http.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._http.close_connections()
+        self._http.server_close()
+
+
+class _TrackingServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        # Kept-alive connections would otherwise go on answering after stop().
+        with self._open_lock:
+            sockets, self._open = list(self._open), set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _handler_for(double: CdnDouble) -> type[BaseHTTPRequestHandler]:
+    class Handler(_Handler):
+        pass
+
+    Handler.double = double
+    return Handler
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' connection pools expect
+    server_version = "Tengine"
+    sys_version = ""
+    timeout = 30
+    double: CdnDouble
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def log_message(self, format: str, *args: object) -> None:
+        if self.double.verbose:
+            sys.stderr.write(f"cdn-double {self.address_string()} {format % args}\n")
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        body = self._read_body()
+        if url.path.startswith(ADMIN_PREFIX):
+            self._admin(url.path[len(ADMIN_PREFIX):], body)
+        elif url.path in ("", "/") and self.command in ("GET", "POST"):
+            self._rpc(url.query, body)
+        else:
+            error = ApiError("InvalidAction.NotFound")
+            request_id = new_request_id()
+            payload, content_type = render(error_body(error, request_id), "Error", True)
+            self._send(Answer(error.status, payload, content_type, request_id))
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+
+    def _rpc(self, query: str, body: bytes) -> None:
+        content_type = self.headers.get("Content-Type", "").lower()
+        form = body.decode("utf-8", "replace") if content_type.startswith("application/x-www-form-urlencoded") else ""
+        request = Incoming(
+            method=self.command,
+            query=dict(parse_qsl(query, keep_blank_values=True)),
+            form=dict(parse_qsl(form, keep_blank_values=True)),
+            headers={name.lower(): value for name, value in self.headers.items()},
+            body=body,
+        )
+        self._send(self.double.handle(request))
+
+    def _send(self, answer: Answer) -> None:
+        if answer.drop:
+            self.close_connection = True
+            return
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        if answer.request_id:
+            self.send_header("x-acs-request-id", answer.request_id)
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    # ------------------------------------------------------------ admin: unsigned, loopback callers only
+
+    def _admin(self, route: str, body: bytes) -> None:
+        if self.client_address[0] not in LOOPBACK:
+            return self._json(403, {"error": "the admin paths answer loopback callers only"})
+        try:
+            data = json.loads(body) if body.strip() else {}
+            status, result = self._admin_route(route, data)
+        except (ValueError, TypeError) as exc:
+            status, result = 400, {"error": str(exc)}
+        self._json(status, result)
+
+    def _admin_route(self, route: str, data: dict) -> tuple[int, dict]:
+        double = self.double
+        if route == "received" and self.command == "GET":
+            return 200, double.snapshot()
+        if route == "faults" and self.command == "DELETE":
+            double.reset_faults()
+        elif route == "faults" and self.command == "POST":
+            if data.pop("reset", False):
+                double.reset_faults()
+            if "seed" in data:
+                double.seed(data.pop("seed"))
+            if data:
+                double.inject(data.pop("code", None), data.pop("status", None), **data)
+        elif route == "quota" and self.command == "POST":
+            double.set_quota(quota=data.get("quota"), remain=data.get("remain"))
+        else:
+            return 404, {"error": f"no admin route {self.command} {ADMIN_PREFIX}{route}"}
+        return 200, {"faults": len(double.snapshot()["faults"]), "quota": double.snapshot()["quota"]}
+
+    def _json(self, status: int, body: dict) -> None:
+        payload = json.dumps(body).encode("utf-8")
+        self._send(Answer(status, payload, "application/json;charset=utf-8", ""))
