@@ -49,7 +49,7 @@ class DoubleServer:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._http.serve_forever, name="cdn-double", daemon=True)
+            self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), name="cdn-double", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:

@@ -49,7 +49,7 @@ def v2(double, action: str, params: dict | None = None, *, method: str = "POST",
 
 def v3(double, action: str, query: dict | None = None, *, secret: str = TEST_SK, nonce: str | None = None,
        date: str | None = None, accept: str | None = "application/json", body: bytes = b"",
-       tamper: dict | None = None, timeout: float = 5):
+       signed_headers: dict | None = None, tamper: dict | None = None, timeout: float = 5):
     """A V3 (ACS3-HMAC-SHA256) POST with the RPC parameters in the query string, as the official SDK sends it."""
     query = query or {}
     headers = {
@@ -59,6 +59,7 @@ def v3(double, action: str, query: dict | None = None, *, secret: str = TEST_SK,
         "x-acs-date": date or stamp(double.clock()),
         "x-acs-signature-nonce": nonce or uuid.uuid4().hex,
         "x-acs-content-sha256": signing.sha256_hex(body),
+        **(signed_headers or {}),
     }
     if accept:
         headers["accept"] = accept
@@ -117,3 +118,319 @@ def test_wrong_secret_is_signature_does_not_match(cdn_double):
 def test_unknown_access_key_is_not_found(cdn_double):
     response = push(cdn_double, URL, access_key_id="someone-else")
     assert (response.status_code, code_of(response)) == (404, "InvalidAccessKeyId.NotFound")
+
+
+def test_a_request_without_signature_is_refused(cdn_double):
+    signed = v2_params(cdn_double, "PushObjectCache", {"ObjectPath": URL})
+    del signed["Signature"]
+    response = requests.post(cdn_double.base_url + "/", data=signed, timeout=5)
+    assert (response.status_code, code_of(response)) == (400, "MissingParameter")
+    assert cdn_double.pushed_urls == []
+
+
+def test_a_malformed_v3_authorization_is_incomplete_signature(cdn_double):
+    response = v3(cdn_double, "PushObjectCache", {"ObjectPath": URL},
+                  tamper={"Authorization": "ACS3-HMAC-SHA256 Credential=test-ak"})
+    assert (response.status_code, code_of(response)) == (400, "IncompleteSignature")
+
+
+def test_a_parameter_changed_after_signing_is_refused(cdn_double):
+    tampered_v2 = push(cdn_double, URL, extra={"ObjectPath": "cdn.example.com/other.js"})
+    signed_query = {"ObjectPath": URL}
+    response = v3(cdn_double, "PushObjectCache", signed_query, tamper={"x-acs-action": "DescribeRefreshQuota"})
+    assert code_of(tampered_v2) == code_of(response) == "SignatureDoesNotMatch"
+    assert cdn_double.pushed_urls == []
+
+
+def test_v3_body_must_match_its_signed_sha256(cdn_double):
+    response = v3(cdn_double, "DescribeRefreshQuota", tamper={"x-acs-content-sha256": signing.sha256_hex(b"x")})
+    assert code_of(response) == "SignatureDoesNotMatch"
+
+
+def test_v3_x_acs_headers_must_all_be_signed(cdn_double):
+    response = v3(cdn_double, "DescribeRefreshQuota", tamper={"x-acs-extra": "not signed"})
+    assert (response.status_code, code_of(response)) == (400, "IncompleteSignature")
+
+
+def test_an_empty_signature_type_parameter_is_signed_like_any_other(cdn_double):
+    response = v2(cdn_double, "PushObjectCache", {"ObjectPath": URL, "SignatureType": ""})
+    assert response.status_code == 200, response.text
+    assert cdn_double.received[-1].params["SignatureType"] == ""
+
+
+@pytest.mark.parametrize("signer", ["v2", "v3"])
+def test_a_reused_nonce_is_refused(cdn_double, signer):
+    def call():
+        if signer == "v2":
+            return push(cdn_double, URL, nonce="nonce-1")
+        return v3(cdn_double, "PushObjectCache", {"ObjectPath": URL}, nonce="nonce-1")
+
+    assert call().status_code == 200
+    second = call()
+    assert (second.status_code, code_of(second)) == (400, "SignatureNonceUsed")
+    assert cdn_double.pushed_urls == [URL]
+
+
+def test_a_forged_call_does_not_burn_the_nonce(cdn_double):
+    assert code_of(push(cdn_double, URL, nonce="n-2", secret="forged")) == "SignatureDoesNotMatch"
+    assert push(cdn_double, URL, nonce="n-2").status_code == 200
+
+
+class FakeClock:
+    def __init__(self, iso: str) -> None:
+        self.now = datetime.strptime(iso, signing.TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("offset, accepted", [(-16 * 60, False), (-14 * 60, True), (14 * 60, True), (16 * 60, False)])
+def test_a_timestamp_more_than_15_minutes_off_is_expired(make_cdn_double, offset, accepted):
+    clock = FakeClock("2026-03-01T12:00:00Z")
+    double = make_cdn_double(clock=clock)
+    when = stamp(clock.now + offset)
+    for response in (push(double, URL, timestamp=when), v3(double, "DescribeRefreshQuota", date=when)):
+        if accepted:
+            assert response.status_code == 200, response.text
+        else:
+            assert (response.status_code, code_of(response)) == (400, "InvalidTimeStamp.Expired")
+
+
+def test_security_token_is_required_when_configured(make_cdn_double):
+    double = make_cdn_double(security_token="sts-token")
+    assert code_of(push(double, URL)) == "InvalidSecurityToken.Malformed"
+    wrong = v2(double, "PushObjectCache", {"ObjectPath": URL, "SecurityToken": "other"})
+    assert code_of(wrong) == "InvalidSecurityToken.Malformed"
+    assert v2(double, "PushObjectCache", {"ObjectPath": URL, "SecurityToken": "sts-token"}).status_code == 200
+    v3_ok = v3(double, "PushObjectCache", {"ObjectPath": URL}, signed_headers={"x-acs-security-token": "sts-token"})
+    assert v3_ok.status_code == 200, v3_ok.text
+    assert double.pushed_urls == [URL, URL]
+
+
+# ---------------------------------------------------------------- answers
+
+
+@pytest.mark.parametrize("fmt", ["JSON", "json", "Json"])
+def test_format_json_is_case_insensitive(cdn_double, fmt):
+    response = push(cdn_double, URL, fmt=fmt)
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["PushTaskId"].isdigit()
+
+
+@pytest.mark.parametrize("fmt", ["XML", None])
+def test_xml_is_the_default_answer(cdn_double, fmt):
+    ok = push(cdn_double, URL, fmt=fmt)
+    root = ET.fromstring(ok.content)
+    assert root.tag == "PushObjectCacheResponse"
+    assert root.findtext("PushTaskId").isdigit() and root.findtext("RequestId")
+    refused = push(cdn_double, "other.example.org/a.js", fmt=fmt)
+    error = ET.fromstring(refused.content)
+    assert refused.status_code == 404 and error.tag == "Error"
+    assert error.findtext("Code") == "InvalidDomain.NotFound"
+    assert error.findtext("HostId") == "cdn.aliyuncs.com"
+    assert error.findtext("Message") and error.findtext("RequestId")
+
+
+def test_v3_without_format_answers_what_accept_asks(cdn_double):
+    as_json = v3(cdn_double, "DescribeRefreshQuota")
+    as_xml = v3(cdn_double, "DescribeRefreshQuota", accept=None)
+    assert as_json.json()["PreloadQuota"] == "1000"
+    assert ET.fromstring(as_xml.content).findtext("PreloadQuota") == "1000"
+
+
+def test_error_bodies_carry_the_documented_fields(cdn_double):
+    body = push(cdn_double, "cdn.example.com/a b.js").json()
+    assert set(body) == {"RequestId", "HostId", "Code", "Message"}
+    assert body["HostId"] == "cdn.aliyuncs.com"
+
+
+def test_every_answer_has_a_unique_upper_case_request_id(cdn_double):
+    ids = [push(cdn_double, f"cdn.example.com/{i}.js").json()["RequestId"] for i in range(5)]
+    ids.append(push(cdn_double, "nowhere.example.org/x").json()["RequestId"])
+    assert len(set(ids)) == 6
+    assert all(i == i.upper() and uuid.UUID(i) for i in ids)
+
+
+def test_unknown_action_is_refused(cdn_double):
+    response = v2(cdn_double, "DeleteEverything")
+    assert response.status_code in (400, 404)
+    assert code_of(response) == "InvalidAction.NotFound"
+
+
+# ---------------------------------------------------------------- PushObjectCache rules
+
+
+def test_urls_are_split_on_lf_and_crlf_and_a_trailing_newline_is_dropped(cdn_double):
+    response = v2(cdn_double, "PushObjectCache", {"ObjectPath": "cdn.example.com/a.js\r\nhttp://img.example.com/b.png\n"})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["PushTaskId"].split(",")) == 2
+    assert cdn_double.pushed_urls == ["cdn.example.com/a.js", "http://img.example.com/b.png"]
+
+
+def test_a_newline_inside_a_url_makes_a_second_url(cdn_double):
+    response = push(cdn_double, "https://cdn.example.com/a.js\nevil.example.org/b.js")
+    assert (response.status_code, code_of(response)) == (404, "InvalidDomain.NotFound")
+    assert cdn_double.pushed_urls == []
+
+
+def test_the_cap_on_urls_per_call_is_enforced(make_cdn_double):
+    double = make_cdn_double(cap=3)
+    refused = push(double, *[f"cdn.example.com/{i}.js" for i in range(4)])
+    assert (refused.status_code, code_of(refused)) == (400, "InvalidObjectPath.Size.Malformed")
+    assert "bigger than 3" in refused.json()["Message"]
+    assert double.pushed_urls == []
+    assert push(double, *[f"cdn.example.com/{i}.js" for i in range(3)]).status_code == 200
+    assert len(double.pushed_urls) == 3
+
+
+def test_the_default_cap_is_100(cdn_double):
+    assert code_of(push(cdn_double, *[f"cdn.example.com/{i}.js" for i in range(101)])) == "InvalidObjectPath.Size.Malformed"
+    assert push(cdn_double, *[f"cdn.example.com/{i}.js" for i in range(100)]).status_code == 200
+
+
+def test_only_the_accounts_domains_are_accepted(cdn_double):
+    response = push(cdn_double, URL, "https://www.example.com/a.js")
+    assert (response.status_code, code_of(response)) == (404, "InvalidDomain.NotFound")
+    assert cdn_double.pushed_urls == []  # one bad URL fails the whole call
+    assert push(cdn_double, "HTTPS://CDN.Example.com/A.js").status_code == 200
+
+
+def test_wildcard_domains_are_not_supported(make_cdn_double):
+    double = make_cdn_double(domains=["cdn.example.com", "*.wild.example.com"])
+    for url in ("https://a.wild.example.com/x.js", "*.wild.example.com/x.js"):
+        response = push(double, url)
+        assert (response.status_code, code_of(response)) == (400, "InvalidExtensiveDomain.ValueNotSupported")
+    assert double.pushed_urls == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "cdn.example.com/a b.js",
+        "cdn.example.com/a\tb.js",
+        "cdn.example.com/a\rb.js",
+        "cdn.example.com/a\x01b.js",
+        "cdn.example.com/a\x7fb.js",
+        "cdn.example.com/a\u3000b.js",
+        "https://cdn.example.com/" + "a" * 1001,
+        "cdn.example.com",
+        "cdn.example.com/",
+        "https://cdn.example.com/images/",
+        "ftp://cdn.example.com/a.js",
+    ],
+    ids=["space", "tab", "cr", "control", "del", "ideographic-space", "over-1024", "no-path", "root", "directory", "ftp"],
+)
+def test_malformed_urls_are_refused_and_nothing_is_pushed(cdn_double, url):
+    response = push(cdn_double, URL, url)
+    assert (response.status_code, code_of(response)) == (400, "InvalidObjectPath.Malformed")
+    assert cdn_double.pushed_urls == []
+
+
+def test_an_empty_line_between_urls_is_malformed(cdn_double):
+    assert code_of(push(cdn_double, URL, "", URL)) == "InvalidObjectPath.Malformed"
+
+
+def test_a_url_of_exactly_1024_characters_is_accepted(cdn_double):
+    url = "https://cdn.example.com/" + "a" * (1024 - len("https://cdn.example.com/"))
+    assert len(url) == 1024
+    assert push(cdn_double, url).status_code == 200
+
+
+def test_area_must_be_domestic_or_overseas(cdn_double):
+    assert v2(cdn_double, "PushObjectCache", {"ObjectPath": URL, "Area": "overseas"}).status_code == 200
+    response = v2(cdn_double, "PushObjectCache", {"ObjectPath": URL, "Area": "mars"})
+    assert (response.status_code, code_of(response)) == (400, "InvalidParameter")
+    assert cdn_double.pushed_urls == [URL]
+
+
+def test_object_path_is_required(cdn_double):
+    response = v2(cdn_double, "PushObjectCache")
+    assert (response.status_code, code_of(response)) == (400, "MissingParameter")
+
+
+# ---------------------------------------------------------------- quota, throttling, tasks
+
+
+def quota(double) -> dict:
+    response = v2(double, "DescribeRefreshQuota")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_describe_refresh_quota_names_and_string_types(cdn_double):
+    push(cdn_double, URL, "cdn.example.com/b.js")
+    body = quota(cdn_double)
+    names = [f"{kind}{part}" for kind in ("Preload", "Url", "Dir", "Block", "Regex") for part in ("Quota", "Remain")]
+    assert set(names) <= set(body)
+    assert all(isinstance(body[name], str) and body[name].isdigit() for name in names)
+    assert (body["PreloadQuota"], body["PreloadRemain"]) == ("1000", "998")
+
+
+def test_a_call_beyond_the_daily_quota_pushes_nothing(make_cdn_double):
+    double = make_cdn_double(quota=5)
+    assert push(double, *[f"cdn.example.com/{i}.js" for i in range(3)]).status_code == 200
+    refused = push(double, *[f"cdn.example.com/{i}.js" for i in range(3, 6)])
+    assert (refused.status_code, code_of(refused)) == (400, "QuotaExceeded.Refresh")
+    assert len(double.pushed_urls) == 3
+    assert push(double, "cdn.example.com/x.js", "cdn.example.com/y.js").status_code == 200
+    assert quota(double)["PreloadRemain"] == "0"
+
+
+def test_the_quota_refills_at_midnight_utc_plus_8(make_cdn_double):
+    clock = FakeClock("2026-03-01T15:59:58Z")  # 23:59:58 in UTC+8
+    double = make_cdn_double(quota=2, clock=clock)
+    assert push(double, URL, "cdn.example.com/b.js").status_code == 200
+    clock.now += 1  # 15:59:59 UTC: still the same quota day
+    assert code_of(push(double, "cdn.example.com/c.js")) == "QuotaExceeded.Refresh"
+    clock.now += 1  # 16:00:00 UTC = 00:00:00 UTC+8
+    assert push(double, "cdn.example.com/c.js").status_code == 200
+    assert quota(double)["PreloadRemain"] == "1"
+    clock.now += 8 * 3600  # 00:00 UTC, a day boundary elsewhere but not in UTC+8
+    assert quota(double)["PreloadRemain"] == "1"
+
+
+def test_set_quota_changes_quota_and_what_is_left(cdn_double):
+    cdn_double.set_quota(quota=50, remain=1)
+    assert (quota(cdn_double)["PreloadQuota"], quota(cdn_double)["PreloadRemain"]) == ("50", "1")
+    assert code_of(push(cdn_double, URL, URL)) == "QuotaExceeded.Refresh"
+
+
+def test_more_calls_per_second_than_allowed_are_throttled(make_cdn_double):
+    clock = FakeClock("2026-03-01T12:00:00Z")
+    double = make_cdn_double(calls_per_second=3, clock=clock)
+    assert [push(double, URL).status_code for _ in range(2)] == [200, 200]
+    assert quota(double)  # every action counts toward the limit
+    throttled = push(double, URL)
+    assert (throttled.status_code, code_of(throttled)) == (503, "Throttling")
+    clock.now += 0.5
+    assert code_of(push(double, URL)) == "Throttling"
+    clock.now += 0.5  # a full second after the first three calls
+    assert push(double, URL).status_code == 200
+    assert len(double.pushed_urls) == 3
+
+
+def test_describe_refresh_task_by_id(make_cdn_double):
+    clock = FakeClock("2026-03-01T12:00:00Z")
+    double = make_cdn_double(clock=clock, task_seconds=60)
+    task_ids = push(double, URL, "img.example.com/b.png").json()["PushTaskId"].split(",")
+
+    def tasks(ids: str):
+        return v2(double, "DescribeRefreshTaskById", {"TaskId": ids})
+
+    body = tasks(",".join(task_ids + ["999"])).json()
+    assert body["TotalCount"] == 2
+    first = body["Tasks"][0]
+    assert first == {"TaskId": task_ids[0], "ObjectPath": URL, "ObjectType": "preload", "Status": "Pending",
+                     "Process": "0%", "CreationTime": "2026-03-01T12:00:00Z", "Description": ""}
+    clock.now += 60
+    assert {t["Status"] for t in tasks(",".join(task_ids)).json()["Tasks"]} == {"Complete"}
+    too_many = tasks(",".join(str(i) for i in range(11)))
+    assert (too_many.status_code, code_of(too_many)) == (400, "InvalidTaskId.ValueNotSupported")
+    assert code_of(v2(double, "DescribeRefreshTaskById")) == "MissingParameter"
+
+
+def test_calls_counts_by_action(cdn_double):
+    push(cdn_double, URL)
+    quota(cdn_double)
+    quota(cdn_double)
+    assert (cdn_double.calls(), cdn_double.calls("PushObjectCache"), cdn_double.calls("DescribeRefreshQuota")) == (3, 1, 2)
