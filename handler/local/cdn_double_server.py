@@ -40,6 +40,7 @@ class DoubleServer:
 
     def __init__(self, double: CdnDouble, host: str, port: int) -> None:
         self._http = _TrackingServer((host, port), _handler_for(double))
+        self._http.verbose = double.verbose
         self._thread: threading.Thread | None = None
 
     @property
@@ -64,6 +65,7 @@ class DoubleServer:
 class _TrackingServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    verbose = False
 
     def __init__(self, *args, **kwargs) -> None:
         self._open: set[socket.socket] = set()
@@ -79,6 +81,11 @@ class _TrackingServer(ThreadingHTTPServer):
         with self._open_lock:
             self._open.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:
+        # A caller that gave up (timeout, injected latency) leaves a broken pipe: not worth a traceback.
+        if self.verbose or not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         # Kept-alive connections would otherwise go on answering after stop().

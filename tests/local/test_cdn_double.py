@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
 import pytest
 import requests
@@ -14,6 +16,14 @@ from handler.cdn import signing
 
 VERSION = "2018-05-10"
 URL = "https://cdn.example.com/a.js"
+
+
+@dataclass
+class Remote:
+    """A double in another process, as the signing helpers see it."""
+
+    base_url: str
+    clock: Callable[[], float]
 
 
 def stamp(epoch: float) -> str:
@@ -434,3 +444,153 @@ def test_calls_counts_by_action(cdn_double):
     quota(cdn_double)
     quota(cdn_double)
     assert (cdn_double.calls(), cdn_double.calls("PushObjectCache"), cdn_double.calls("DescribeRefreshQuota")) == (3, 1, 2)
+
+
+# ---------------------------------------------------------------- fault injection
+
+
+def test_an_injected_error_answers_the_next_n_calls(cdn_double):
+    cdn_double.inject("ServiceUnavailable", 503, count=2)
+    answers = [push(cdn_double, URL) for _ in range(3)]
+    assert [a.status_code for a in answers] == [503, 503, 200]
+    assert code_of(answers[0]) == "ServiceUnavailable"
+    assert cdn_double.pushed_urls == [URL]
+    assert [r.fault for r in cdn_double.received] == ["error", "error", None]
+
+
+def test_an_injected_error_can_target_one_action(cdn_double):
+    cdn_double.inject("PreloadQueueFull", 403, action="PushObjectCache")
+    assert quota(cdn_double)["PreloadRemain"] == "1000"
+    refused = push(cdn_double, URL)
+    assert (refused.status_code, code_of(refused)) == (403, "PreloadQueueFull")
+    assert push(cdn_double, URL).status_code == 200
+
+
+def test_probabilistic_faults_follow_the_seed(make_cdn_double):
+    import random
+
+    double = make_cdn_double(seed=7)
+    double.inject("Throttling", 503, probability=0.5)
+    outcomes = [v2(double, "DescribeRefreshQuota").status_code for _ in range(20)]
+    draws = random.Random(7)
+    assert outcomes == [503 if draws.random() < 0.5 else 200 for _ in range(20)]
+    assert {200, 503} == set(outcomes)
+    double.seed(7)  # the same seed replays the same sequence
+    assert [v2(double, "DescribeRefreshQuota").status_code for _ in range(20)] == outcomes
+    double.reset_faults()
+    assert all(v2(double, "DescribeRefreshQuota").status_code == 200 for _ in range(5))
+
+
+def test_injected_latency_delays_the_answer(cdn_double):
+    import time
+
+    cdn_double.inject(None, latency=0.3)
+    started = time.monotonic()
+    slow = push(cdn_double, URL)
+    assert slow.status_code == 200 and time.monotonic() - started >= 0.3
+    cdn_double.inject("Throttling", 503, latency=0.2)
+    started = time.monotonic()
+    assert code_of(push(cdn_double, URL)) == "Throttling"
+    assert time.monotonic() - started >= 0.2
+    with pytest.raises(requests.Timeout):
+        cdn_double.inject(None, latency=0.5)
+        push(cdn_double, URL, timeout=0.1)
+
+
+def test_a_dropped_connection_answers_nothing_and_pushes_nothing(cdn_double):
+    cdn_double.inject(None, drop=True)
+    with pytest.raises(requests.ConnectionError):
+        push(cdn_double, URL)
+    assert cdn_double.pushed_urls == []
+    assert quota(cdn_double)["PreloadRemain"] == "1000"
+    assert push(cdn_double, URL).status_code == 200
+
+
+def test_drop_after_accept_pushes_but_loses_the_answer(cdn_double):
+    cdn_double.inject(None, drop_after_accept=True)
+    with pytest.raises(requests.ConnectionError):
+        push(cdn_double, URL, "cdn.example.com/b.js")
+    assert cdn_double.pushed_urls == [URL, "cdn.example.com/b.js"]
+    assert quota(cdn_double)["PreloadRemain"] == "998"
+    record = cdn_double.received[0]
+    assert (record.accepted, record.fault) == (True, "drop_after_accept")
+
+
+def test_reset_faults_clears_pending_faults(cdn_double):
+    cdn_double.inject("InternalError", 500, count=5)
+    cdn_double.reset_faults()
+    assert push(cdn_double, URL).status_code == 200
+
+
+def test_a_fault_needs_something_to_do(cdn_double):
+    with pytest.raises(ValueError):
+        cdn_double.inject(None)
+
+
+# ---------------------------------------------------------------- lifecycle, concurrency, admin
+
+
+def test_stop_closes_the_port():
+    from handler.local.cdn_double import CdnDouble
+
+    with CdnDouble(TEST_AK, TEST_SK, ["cdn.example.com"]) as double:
+        session = requests.Session()  # a kept-alive connection must not outlive stop() either
+        assert session.post(double.base_url + "/", data=v2_params(double, "DescribeRefreshQuota"), timeout=5).ok
+    with pytest.raises(requests.ConnectionError):
+        session.post(double.base_url + "/", data=v2_params(double, "DescribeRefreshQuota"), timeout=5)
+
+
+def test_concurrent_pushes_are_all_counted_once(make_cdn_double):
+    from concurrent.futures import ThreadPoolExecutor
+
+    double = make_cdn_double(calls_per_second=1000, quota=10_000)
+    urls = [f"https://cdn.example.com/{i}.js" for i in range(64)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda url: push(double, url), urls))
+    assert all(a.status_code == 200 for a in answers)
+    assert sorted(double.pushed_urls) == sorted(urls)
+    assert len({a.json()["PushTaskId"] for a in answers}) == 64
+    assert quota(double)["PreloadRemain"] == str(10_000 - 64)
+
+
+def test_admin_paths_inspect_and_steer(cdn_double):
+    push(cdn_double, URL)
+    seen = requests.get(cdn_double.base_url + "/_double/received", timeout=5).json()
+    assert seen["pushed_urls"] == [URL]
+    assert seen["received"][0]["action"] == "PushObjectCache" and seen["received"][0]["accepted"] is True
+    assert requests.post(cdn_double.base_url + "/_double/faults", json={"code": "Throttling", "status": 503}, timeout=5).ok
+    assert code_of(push(cdn_double, URL)) == "Throttling"
+    assert requests.post(cdn_double.base_url + "/_double/quota", json={"remain": 0}, timeout=5).ok
+    assert code_of(push(cdn_double, URL)) == "QuotaExceeded.Refresh"
+    assert requests.post(cdn_double.base_url + "/_double/faults", json={"nonsense": 1}, timeout=5).status_code == 400
+
+
+def test_the_cli_prints_its_url_first_serves_and_exits_on_sigterm():
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "handler.local.cdn_double", "--port", "0", "--key", TEST_AK, "--secret", TEST_SK,
+         "--domains", "cdn.example.com,img.example.com", "--quota", "7", "--cap", "5"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        base_url = process.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:")
+        remote = Remote(base_url, time.time)  # the signing helpers need only these two
+        assert push(remote, URL).status_code == 200
+        assert quota(remote)["PreloadRemain"] == "6"
+        assert code_of(push(remote, *[URL] * 6)) == "InvalidObjectPath.Size.Malformed"
+        seen = requests.get(base_url + "/_double/received", timeout=5).json()
+        assert seen["pushed_urls"] == [URL]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert process.stderr.read() == ""  # quiet without --verbose
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
