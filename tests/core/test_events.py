@@ -304,8 +304,9 @@ def test_payload_forms_bytes_text_dict_and_bom_agree():
 
 
 def test_huge_integer_in_payload_is_refused_not_raised():
+    # Refused as a whole where Python limits integer digits (3.10.7+), else as a record that is not an object.
     parsed = parse_event(b'{"events": [' + b"9" * 100_000 + b"]}")
-    assert parsed.records == [] and parsed.skipped[0].index is None
+    assert parsed.records == [] and len(parsed.skipped) == 1
 
 
 def test_every_record_of_a_large_batch_is_used_in_order():
