@@ -1,0 +1,139 @@
+"""The product through its command line, against the local CDN API double over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from eventdata import oss_event
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def _write(tmp_path: Path, name: str, payload: dict | list) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+    return str(path)
+
+
+def _keys_payload(keys: list[str], bucket: str = "my-bucket") -> dict:
+    return {"events": [oss_event(bucket, key)["events"][0] for key in keys]}
+
+
+def test_sample_events_are_pushed_once_with_canonical_urls(deploy):
+    d = deploy()
+    files = [str(p) for p in sorted(EVENTS.glob("*.json"))]
+    d.cli("ingest", *files)
+    again = d.cli("ingest", *files, "--json")  # FC delivers at least once: a replay adds nothing
+    assert json.loads(again.stdout)["added"] == 0
+
+    report = d.cli_json("flush", "--all")
+    pushed = d.double.pushed_urls
+    assert report["pushed"] == len(pushed) > 0
+    assert report["calls"] == 1
+    assert len(set(pushed)) == len(pushed)
+    assert len(report["task_ids"]) >= 1
+    for url in pushed:
+        assert url.startswith(("https://cdn.example.com/", "https://img.example.com/"))
+        assert not any(ch.isspace() for ch in url)
+    # The CJK-and-space sample: UTF-8 percent-encoded, %20 for spaces, never '+'.
+    assert any("%E8%A7%86%E9%A2%91/" in url and "%20" in url for url in pushed)
+
+
+def test_windows_close_on_time_and_status_reports(deploy, tmp_path):
+    d = deploy()
+    events = _write(tmp_path, "e.json", _keys_payload(["a.css", "b.css", "c.css"]))
+    d.cli("ingest", "--now", "2026-11-23T10:00:05Z", events)
+
+    still_open = d.cli_json("flush", "--now", "2026-11-23T10:00:59Z")
+    assert still_open["pushed"] == 0 and still_open["calls"] == 0
+
+    status = d.cli_json("status", "--now", "2026-11-23T10:00:59Z")
+    assert status["pending"] == 3 and status["quota_used"] == 0 and status["quota_remaining"] == 1000
+    assert status["quota_day"] == "2026-11-23" and status["dead"] == 0
+
+    closed = d.cli_json("flush", "--now", "2026-11-23T10:01:00Z")
+    assert closed["pushed"] == 3 and closed["calls"] == 1 and closed["deferred"] == 0 and closed["dead"] == 0
+    status = d.cli_json("status", "--now", "2026-11-23T10:01:01Z")
+    assert status["pending"] == 0 and status["quota_used"] == 3 and status["quota_remaining"] == 997
+    assert sorted(d.double.pushed_urls) == [f"https://cdn.example.com/{k}.css" for k in "abc"]
+
+
+def test_quota_day_turns_at_midnight_utc_plus_8(deploy, tmp_path):
+    d = deploy(cdn={"daily_quota": 150}, double={"quota": 100000})
+    keys = [f"img/{i:03d}.jpg" for i in range(250)]
+    d.cli("ingest", "--now", "2026-11-23T15:50:00Z", _write(tmp_path, "e.json", _keys_payload(keys)))
+
+    before = d.cli_json("flush", "--now", "2026-11-23T15:55:00Z")  # 23:55 in UTC+8
+    assert before["pushed"] == 150 and before["deferred"] == 100 and before["quota_day"] == "2026-11-23"
+    status = d.cli_json("status", "--now", "2026-11-23T15:59:59Z")
+    assert status["quota_used"] == 150 and status["quota_remaining"] == 0
+    assert status["pending"] == 100 and status["deferred"] == 100
+
+    last_second = d.cli_json("flush", "--now", "2026-11-23T15:59:59Z")
+    assert last_second["pushed"] == 0 and last_second["calls"] == 0
+
+    after = d.cli_json("flush", "--now", "2026-11-23T16:00:00Z")  # 00:00 in UTC+8: a new quota day
+    assert after["quota_day"] == "2026-11-24" and after["pushed"] == 100
+    assert d.cli_json("status", "--now", "2026-11-23T16:00:01Z")["quota_used"] == 100
+    assert sorted(d.double.pushed_urls) == sorted(f"https://cdn.example.com/{k}" for k in keys)
+
+
+def test_bad_urls_are_dead_lettered_and_the_rest_pushed(deploy, tmp_path):
+    d = deploy(rules=[{"bucket": "my-bucket", "domains": ["cdn.example.com", "gone.example.net"]}])
+    d.cli("ingest", "--now", "2026-11-23T10:00:00Z", _write(tmp_path, "e.json", _keys_payload(["x.js", "y.js"])))
+    report = d.cli_json("flush", "--all", "--now", "2026-11-23T10:00:01Z")
+    assert report["pushed"] == 2 and report["dead"] == 2
+    assert sorted(d.double.pushed_urls) == ["https://cdn.example.com/x.js", "https://cdn.example.com/y.js"]
+    letters = json.loads(d.cli("dead-letters", "--json").stdout)
+    assert {(l["url"], l["reason"].split(":")[0]) for l in letters} == {
+        ("https://gone.example.net/x.js", "InvalidDomain.NotFound"),
+        ("https://gone.example.net/y.js", "InvalidDomain.NotFound"),
+    }
+    assert d.cli_json("status", "--now", "2026-11-23T10:00:02Z")["dead"] == 2
+
+
+def test_stdin_and_duplicate_records(deploy):
+    d = deploy()
+    payload = json.dumps(_keys_payload(["same.png"] * 5)).encode()
+    result = d.cli("ingest", "-", "--json", stdin=payload)
+    assert json.loads(result.stdout)["added"] == 1
+
+
+def test_bad_config_and_unreadable_input_give_one_line(deploy, tmp_path):
+    d = deploy()
+    missing = d.cli("ingest", str(tmp_path / "missing.json"), check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.decode().count("\n") == 1 and "missing.json" in missing.stderr.decode()
+    assert b"Traceback" not in missing.stderr
+
+    d.config_path.write_text(json.dumps({"rules": [{"bucket": "b", "domains": ["*.example.com"]}]}))
+    bad = d.cli("status", check=False)
+    assert bad.returncode == 2 and b"Traceback" not in bad.stderr
+    assert bad.stderr.decode().strip() == "error: rules[0].domains[0]: wildcard domain '*.example.com' is not supported by PushObjectCache"
+
+    bad_now = d.cli("status", "--now", "yesterday", check=False)
+    assert bad_now.returncode == 2 and b"Traceback" not in bad_now.stderr
+
+
+def test_garbage_events_are_skipped_without_failing_the_good_ones(deploy, tmp_path):
+    d = deploy()
+    good = _write(tmp_path, "good.json", _keys_payload(["ok.txt"]))
+    garbage = tmp_path / "garbage.json"
+    garbage.write_bytes(b"\xff\xfe not json")
+    result = d.cli("ingest", str(garbage), good, "--json")
+    assert json.loads(result.stdout)["added"] == 1
+    assert b"skipped" in result.stderr
+
+
+def test_fatal_api_errors_stop_the_flush_and_keep_every_url(deploy, tmp_path):
+    d = deploy()
+    d.cli("ingest", "--now", "2026-11-23T10:00:00Z", _write(tmp_path, "e.json", _keys_payload(["k1", "k2"])))
+    d.double.inject("NoPermission", 403, count=10)
+    stopped = d.cli("flush", "--all", "--json", "--now", "2026-11-23T10:00:01Z", check=False)
+    assert stopped.returncode == 1
+    report = json.loads(stopped.stdout)
+    assert report["pushed"] == 0 and report["deferred"] == 2 and "NoPermission" in report["error"]
+    d.double.reset_faults()
+    resumed = d.cli_json("flush", "--all", "--now", "2026-11-23T10:00:02Z")
+    assert resumed["pushed"] == 2
