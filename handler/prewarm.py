@@ -31,7 +31,6 @@ class IngestReport:
     refused: int = 0  # dead-lettered at once (cannot be prefetched)
     unmatched: int = 0  # records no rule applies to
     window: int = 0
-    window_pending: int | None = None  # pending in this window after the add, when asked
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             PREWARM_CONFIG=json.dumps(demo_config(double.base_url, f"sqlite:///{state}")),
             ALIBABA_CLOUD_ACCESS_KEY_ID=DEMO_KEY,
             ALIBABA_CLOUD_ACCESS_KEY_SECRET=DEMO_SECRET,
+            PREWARM_LOG_LEVEL="WARNING",  # the demo prints its own summary lines
         )
         os.environ.pop("ALIBABA_CLOUD_SECURITY_TOKEN", None)
         from .. import entry  # after PREWARM_CONFIG is set: settings are read on first use
