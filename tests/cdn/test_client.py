@@ -302,3 +302,274 @@ def test_quota_tolerates_missing_fields(raw_server):
     quota = offline_client(server.base_url).describe_refresh_quota()
     assert (quota.preload_quota, quota.preload_remain, quota.url_quota, quota.dir_remain) == (1000, 998, None, None)
     assert quota.request_id == "R3"
+
+
+# -- real HTTP against the CDN API double ------------------------------------------------------
+
+AK = "test-ak"
+SIGNATURES = ["v3", "v2"]
+
+
+def http_client(double, signature="v3", secret=SECRET, token=None, clock=None, **overrides) -> CdnClient:
+    clock = clock or FakeClock()
+    settings = replace(
+        CdnSettings(endpoint=double.base_url, signature=signature, read_timeout=5.0, max_retries=3), **overrides
+    )
+    return CdnClient(
+        Credentials(AK, secret, token), settings, sleep=clock.sleep, monotonic=clock.monotonic, random=lambda: 0.5
+    )
+
+
+URLS = ["https://cdn.example.com/a.png", "img.example.com/b/c.jpg?x=1", "http://cdn.example.com/图片/猫.png"]
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_push_is_accepted_with_either_signature(cdn_double, signature):
+    client = http_client(cdn_double, signature)
+    result = client.push_object_cache(URLS)
+    assert len(result.task_ids) == 3 and all(t.isdigit() for t in result.task_ids)
+    assert result.request_id
+    assert cdn_double.pushed_urls == URLS
+    seen = cdn_double.received[-1]
+    assert (seen.action, seen.signature_version, seen.version, seen.urls) == ("PushObjectCache", signature, "2018-05-10", URLS)
+    assert seen.params["Format"] == "JSON"
+    assert client.calls_made == 1
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_sts_token_is_sent_and_required(make_cdn_double, signature):
+    double = make_cdn_double(security_token=TOKEN)
+    assert http_client(double, signature, token=TOKEN).push_object_cache(URLS[:1]).task_ids
+    if signature == "v2":
+        assert double.received[-1].params["SecurityToken"] == TOKEN
+    with pytest.raises(errors.FatalConfigError) as info:
+        http_client(double, signature, token="some-other-token").push_object_cache(URLS[:1])
+    assert info.value.code == "InvalidSecurityToken.Malformed"
+    assert TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_optional_push_parameters_come_from_settings_or_arguments(cdn_double, signature):
+    client = http_client(
+        cdn_double, signature, area="overseas", l2_preload=True, with_header='{"Accept-Encoding":["gzip"]}'
+    )
+    client.push_object_cache(URLS[:1])
+    params = cdn_double.received[-1].params
+    assert (params["Area"], params["L2Preload"], params["WithHeader"]) == (
+        "overseas", "true", '{"Accept-Encoding":["gzip"]}'
+    )
+    client.push_object_cache(URLS[:1], area="domestic", l2_preload=False, with_header={"X-Warm": ["1"]})
+    params = cdn_double.received[-1].params
+    assert (params["Area"], params["L2Preload"], params["WithHeader"]) == ("domestic", "false", '{"X-Warm":["1"]}')
+    http_client(cdn_double, signature).push_object_cache(URLS[:1])
+    assert not {"Area", "L2Preload", "WithHeader"} & set(cdn_double.received[-1].params)
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_describe_refresh_quota(cdn_double, signature):
+    cdn_double.set_quota(quota=1500, remain=1234)
+    quota = http_client(cdn_double, signature).describe_refresh_quota()
+    assert (quota.preload_quota, quota.preload_remain) == (1500, 1234)
+    assert isinstance(quota.url_quota, int) and isinstance(quota.dir_remain, int)
+    assert quota.request_id
+
+
+def test_describe_refresh_tasks_asks_ten_ids_at_a_time(cdn_double):
+    client = http_client(cdn_double)
+    urls = [f"https://cdn.example.com/t/{i}.png" for i in range(23)]
+    ids = client.push_object_cache(urls).task_ids
+    tasks = client.describe_refresh_tasks(ids)
+    assert [t.task_id for t in tasks] == ids
+    assert [t.object_path for t in tasks] == urls
+    assert {t.object_type for t in tasks} == {"preload"}
+    assert all(t.status in ("Pending", "Refreshing", "Complete") and t.creation_time.endswith("Z") for t in tasks)
+    asked = [r.params["TaskId"].count(",") + 1 for r in cdn_double.received if r.action == "DescribeRefreshTaskById"]
+    assert asked == [10, 10, 3]
+    assert client.describe_refresh_tasks([]) == []
+
+
+def test_generic_call_returns_the_answer(cdn_double):
+    answer = http_client(cdn_double).call("DescribeRefreshQuota", {})
+    assert answer["PreloadQuota"] == "1000" and answer["RequestId"]
+
+
+ERROR_CASES = [
+    ("Throttling", 503, errors.TransientError),
+    ("ServiceUnavailable", 503, errors.TransientError),
+    ("InternalError", 500, errors.TransientError),
+    ("PreloadQueueFull", 403, errors.RetryLaterError),
+    ("QuotaExceeded.Refresh", 400, errors.QuotaExhaustedError),
+    ("InvalidObjectPath.Malformed", 400, errors.BadUrlError),
+    ("InvalidDomain.NotFound", 404, errors.BadUrlError),
+    ("InvalidDomain.Offline", 404, errors.BadUrlError),
+    ("InvalidExtensiveDomain.ValueNotSupported", 400, errors.BadUrlError),
+    ("InvalidObjectPath.Size.Malformed", 400, errors.BatchTooLargeError),
+    ("InvalidAccessKeyId.NotFound", 404, errors.FatalConfigError),
+    ("SignatureDoesNotMatch", 400, errors.FatalConfigError),
+    ("NoPermission", 403, errors.FatalConfigError),
+    ("Forbidden.RAM", 403, errors.FatalConfigError),
+    ("OperationDenied", 403, errors.FatalConfigError),
+    ("IllegalOperation", 403, errors.FatalConfigError),
+    ("MissingParameter", 400, errors.FatalConfigError),
+    ("Brand.New.Code", 400, errors.UnexpectedApiError),
+    ("Brand.New.Outage", 502, errors.TransientError),
+]
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+@pytest.mark.parametrize("code, status, error_class", ERROR_CASES)
+def test_each_api_error_becomes_its_typed_exception(cdn_double, caplog, signature, code, status, error_class):
+    caplog.set_level(logging.DEBUG)
+    client = http_client(cdn_double, signature, token=TOKEN, max_retries=0)
+    cdn_double.inject(code, status)
+    with pytest.raises(errors.CdnError) as info:
+        client.push_object_cache(URLS)
+    error = info.value
+    assert type(error) is error_class
+    assert (error.code, error.status) == (code, status)
+    assert error.request_id == cdn_double.received[-1].request_id
+    assert client.calls_made == 1 and cdn_double.pushed_urls == []
+    for text in (str(error), repr(error), error.message, caplog.text):
+        assert SECRET not in text and TOKEN not in text
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_non_transient_errors_are_not_retried(cdn_double, signature):
+    client = http_client(cdn_double, signature, max_retries=5)
+    cdn_double.inject("InvalidDomain.NotFound", 404, count=3)
+    with pytest.raises(errors.BadUrlError):
+        client.push_object_cache(URLS)
+    assert client.calls_made == 1
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_a_wrong_secret_is_a_real_signature_mismatch(cdn_double, caplog, signature):
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-secret-value"
+    client = http_client(cdn_double, signature, secret=wrong, token=TOKEN)
+    with pytest.raises(errors.FatalConfigError) as info:
+        client.push_object_cache(URLS)
+    assert info.value.code == "SignatureDoesNotMatch" and info.value.status == 400
+    assert client.calls_made == 1
+    for text in (str(info.value), repr(info.value), caplog.text):
+        assert wrong not in text and TOKEN not in text
+
+
+def test_an_unknown_access_key_is_fatal(make_cdn_double):
+    double = make_cdn_double(access_key_id="another-ak")
+    with pytest.raises(errors.FatalConfigError) as info:
+        http_client(double).describe_refresh_quota()
+    assert info.value.code == "InvalidAccessKeyId.NotFound"
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_retries_succeed_after_transient_faults_with_fresh_nonces(cdn_double, caplog, signature):
+    caplog.set_level(logging.DEBUG, logger="handler.cdn")
+    clock = FakeClock()
+    client = http_client(cdn_double, signature, clock=clock, token=None, max_retries=3)
+    cdn_double.inject("Throttling", 503, count=1)
+    cdn_double.inject("InternalError", 500, count=1)
+    cdn_double.inject(None, drop=True)
+    result = client.push_object_cache(URLS)
+    assert len(result.task_ids) == 3
+    assert client.calls_made == 4
+    if signature == "v2":
+        attempts = cdn_double.received[-4:]
+        assert len({r.params["SignatureNonce"] for r in attempts}) == 4
+        assert len({r.params["Signature"] for r in attempts}) == 4
+    backoffs = [s for s in clock.sleeps if s > 0.1]
+    assert backoffs == [0.5 * BACKOFF_BASE_SECONDS * 2**a for a in range(3)]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("PushObjectCache" in m and "urls=3" in m and "attempt=3" in m for m in debug)
+    assert SECRET not in caplog.text
+
+
+def test_v3_retries_carry_a_new_nonce_and_signature(cdn_double):
+    # The double refuses a reused nonce (SignatureNonceUsed), so a retry that reused one would fail.
+    client = http_client(cdn_double, "v3", max_retries=2)
+    cdn_double.inject("ServiceUnavailable", 503, count=2)
+    client.push_object_cache(URLS[:1])
+    assert [r.error for r in cdn_double.received] == ["ServiceUnavailable", "ServiceUnavailable", None]
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_retries_give_up_after_max_retries(cdn_double, signature):
+    clock = FakeClock()
+    client = http_client(cdn_double, signature, clock=clock, max_retries=2, retry_budget_seconds=1000)
+    cdn_double.inject("Throttling", 503, count=10)
+    with pytest.raises(errors.TransientError) as info:
+        client.push_object_cache(URLS)
+    assert info.value.code == "Throttling"
+    assert client.calls_made == 3 == cdn_double.calls()
+    assert cdn_double.pushed_urls == []
+
+
+def test_retries_give_up_when_the_time_budget_is_spent(cdn_double):
+    clock = FakeClock()
+    client = CdnClient(
+        Credentials(AK, SECRET),
+        CdnSettings(endpoint=cdn_double.base_url, max_retries=50, retry_budget_seconds=10.0),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        random=lambda: 1.0,
+    )
+    cdn_double.inject("ServiceUnavailable", 503, probability=1.0)
+    with pytest.raises(errors.TransientError):
+        client.describe_refresh_quota()
+    # Backoffs 0.5 + 1 + 2 + 4 = 7.5 s fit in 10 s; the next (8 s) would not.
+    assert client.calls_made == 5
+    assert clock.now - 1000.0 <= 10.0
+
+
+def test_timeout_is_transient_and_retried(cdn_double):
+    client = http_client(cdn_double, read_timeout=0.2, max_retries=1)
+    cdn_double.inject(None, latency=1.0, count=1)
+    result = client.push_object_cache(URLS[:1])
+    assert result.task_ids and client.calls_made == 2
+
+
+def test_timeout_gives_up_as_local_timeout(cdn_double, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = http_client(cdn_double, read_timeout=0.2, max_retries=0, token=TOKEN)
+    cdn_double.inject(None, latency=1.0, count=1)
+    with pytest.raises(errors.TransientError) as info:
+        client.describe_refresh_quota()
+    assert info.value.code == "Local.Timeout" and info.value.status is None
+    assert SECRET not in caplog.text and TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_dropped_connection_is_a_local_connection_error(cdn_double, signature):
+    client = http_client(cdn_double, signature, max_retries=0, token=None)
+    cdn_double.inject(None, drop=True)
+    with pytest.raises(errors.TransientError) as info:
+        client.push_object_cache(URLS)
+    assert info.value.code == "Local.ConnectionError"
+
+
+def test_answer_lost_after_accept_is_transient_and_the_urls_were_pushed(cdn_double):
+    client = http_client(cdn_double, max_retries=0)
+    cdn_double.inject(None, drop_after_accept=True)
+    with pytest.raises(errors.TransientError):
+        client.push_object_cache(URLS)
+    assert cdn_double.pushed_urls == URLS  # why a caller must treat it as "maybe accepted"
+
+
+def test_pacing_keeps_calls_under_the_rate(cdn_double):
+    clock = FakeClock()
+    client = http_client(cdn_double, clock=clock, calls_per_second=20)
+    for _ in range(5):
+        client.describe_refresh_quota()
+    assert clock.sleeps == pytest.approx([0.05] * 4)
+    assert clock.now - 1000.0 == pytest.approx(0.2)
+
+
+def test_one_pooled_session_serves_all_calls(cdn_double):
+    client = http_client(cdn_double)
+    session = client.session
+    for _ in range(3):
+        client.describe_refresh_quota()
+    assert client.session is session
+    client.close()
