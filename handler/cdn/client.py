@@ -198,7 +198,11 @@ class CdnClient:
     # -- transport ------------------------------------------------------------------------
 
     def call(self, action: str, params: Mapping[str, str]) -> dict:
-        """One API action, retrying transient failures with capped, fully jittered backoff."""
+        """One API action, retrying transient failures with capped, fully jittered backoff.
+
+        At most 1 + settings.max_retries attempts, and no sleep that would end past
+        settings.retry_budget_seconds after the first attempt began.
+        """
         started = self._monotonic()
         attempt = 0
         while True:
@@ -224,14 +228,17 @@ class CdnClient:
         self.calls_made += 1
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         try:
-            response = self.session.post(self._url, data=body, headers=headers, timeout=timeout)
+            # No redirects: a redirect could carry the token header to another host.
+            response = self.session.post(self._url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
             content = response.content
         except requests.Timeout as exc:
             raise TransientError("Local.Timeout", f"{action}: no answer within {timeout[1]:g}s") from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             raise TransientError("Local.ConnectionError", f"{action}: {type(exc).__name__}") from exc
+        except requests.RequestException as exc:
+            raise UnexpectedApiError("Local.RequestError", f"{action}: {type(exc).__name__}") from exc
         answer = _parse_json(content)
-        request_id = str(answer.get("RequestId", "")) if answer else ""
+        request_id = str((answer or {}).get("RequestId") or response.headers.get("x-acs-request-id") or "")
         log.debug(
             "cdn %s urls=%d attempt=%d status=%d request_id=%s",
             action, url_count, attempt, response.status_code, request_id,
@@ -242,7 +249,7 @@ class CdnClient:
                     "InvalidResponse", f"{action}: answer is not JSON", status=response.status_code
                 )
             return answer
-        raise self._error(response.status_code, answer, content)
+        raise self._error(response.status_code, answer, content, request_id or None)
 
     def _signed_request(self, action: str, params: Mapping[str, str]) -> tuple[bytes, dict[str, str]]:
         """A fresh nonce and timestamp each time: a retry is a new request, signed again."""
@@ -285,12 +292,11 @@ class CdnClient:
         headers["Authorization"] = signing.v3_authorization(creds.access_key_id, signed, signature)
         return body, headers
 
-    def _error(self, status: int, answer: dict | None, content: bytes) -> CdnError:
+    def _error(self, status: int, answer: dict | None, content: bytes, request_id: str | None) -> CdnError:
         """The typed error for a non-2xx answer, whatever its body; never quotes our request."""
         if answer is not None:
             code = str(answer.get("Code") or f"HTTP{status}")
             message = self._scrub(str(answer.get("Message") or ""))
-            request_id = str(answer.get("RequestId") or "") or None
             return error_for(code, message, status=status, request_id=request_id)
         fields = _parse_xml_error(content)
         if fields.get("Code"):
@@ -298,9 +304,14 @@ class CdnClient:
                 self._scrub(fields["Code"]),
                 self._scrub(fields.get("Message", "")),
                 status=status,
-                request_id=fields.get("RequestId") or None,
+                request_id=fields.get("RequestId") or request_id,
             )
-        return error_for(f"HTTP{status}", f"answer of {len(content)} bytes is neither JSON nor XML", status=status)
+        return error_for(
+            f"HTTP{status}",
+            f"answer of {len(content)} bytes is neither JSON nor XML",
+            status=status,
+            request_id=request_id,
+        )
 
     def _scrub(self, text: str) -> str:
         """An error text may echo what we sent (SignatureDoesNotMatch quotes the string to sign,

@@ -197,7 +197,7 @@ def test_import_pulls_in_no_official_sdk():
 
 
 class _RawAnswers:
-    """A loopback HTTP server answering every POST with the next (status, content type, body) in a list."""
+    """A loopback HTTP server answering every POST with the next (status, content type, body[, headers])."""
 
     def __init__(self, answers):
         import http.server
@@ -210,8 +210,11 @@ class _RawAnswers:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 outer.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                status, ctype, body = outer.answers.pop(0) if outer.answers else (200, "application/json", b"{}")
+                answer = outer.answers.pop(0) if outer.answers else (200, "application/json", b"{}")
+                status, ctype, body, extra = (*answer, {})[:4]
                 self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -573,3 +576,13 @@ def test_one_pooled_session_serves_all_calls(cdn_double):
         client.describe_refresh_quota()
     assert client.session is session
     client.close()
+
+
+def test_a_redirect_is_not_followed(raw_server):
+    target = raw_server((200, "application/json", b'{"PushTaskId": "1", "RequestId": "R"}'))
+    redirect = raw_server((307, "text/plain", b"", {"Location": target.base_url + "/"}))
+    client = offline_client(redirect.base_url, max_retries=0)
+    with pytest.raises(errors.UnexpectedApiError) as info:
+        client.push_object_cache(["cdn.example.com/a.png"])
+    assert info.value.code == "HTTP307"
+    assert target.bodies == []
