@@ -176,6 +176,12 @@ class CdnDouble:
             if remain is not None:
                 self._used[quota_day(self.clock())] = self._quota - remain
 
+    def clear_records(self) -> None:
+        """Forget received calls and pushed URLs (quota, tasks and nonces stay): a fresh start for a benchmark run."""
+        with self._lock:
+            self.received.clear()
+            self.pushed_urls.clear()
+
     def quota_remaining(self) -> int:
         with self._lock:
             return self._remain(self.clock())
@@ -199,19 +205,26 @@ class CdnDouble:
         if fault is not None and fault.latency:
             time.sleep(fault.latency)  # outside the lock: other calls go on meanwhile
         if decision.error is None and fault is not None and fault.drop:
-            return Answer.dropped()
+            return Answer.dropped()  # never reaches the action: nothing pushed
+        answer = self._conclude(decision)
+        if fault is not None and fault.drop_after_accept:
+            return Answer.dropped()  # the action ran; only its answer is lost
+        return answer
+
+    def _conclude(self, decision: _Decision) -> Answer:
+        record = decision.record
         with self._lock:
-            record = decision.record
             try:
                 if decision.error is not None:
                     raise decision.error
-                body = self._run(record)
+                body = {"RequestId": record.request_id, **self._run(record)}
             except ApiError as error:
                 record.error, record.status = error.code, error.status
-                return self._answer(record, error.status, error_body(error, record.request_id), "Error", decision)
+                payload, content_type = render(error_body(error, record.request_id), "Error", decision.as_json)
+                return Answer(error.status, payload, content_type, record.request_id)
             record.accepted, record.status = True, 200
-            answer = self._answer(record, 200, {"RequestId": record.request_id, **body}, f"{record.action}Response", decision)
-        return Answer.dropped() if fault is not None and fault.drop_after_accept else answer
+        payload, content_type = render(body, f"{record.action}Response", decision.as_json)
+        return Answer(200, payload, content_type, record.request_id)
 
     def _admit(self, request: Incoming) -> _Decision:
         params = request.params
@@ -233,10 +246,6 @@ class CdnDouble:
                 if decision.fault.code is not None:
                     decision.error = ApiError(decision.fault.code, decision.fault.status)
         return decision
-
-    def _answer(self, record: Received, status: int, body: dict, root: str, decision: _Decision) -> Answer:
-        payload, content_type = render(body, root, decision.as_json)
-        return Answer(status, payload, content_type, record.request_id)
 
     def _run(self, record: Received) -> dict:
         now = self.clock()

@@ -196,7 +196,9 @@ class _Handler(BaseHTTPRequestHandler):
         double = self.double
         if route == "received" and self.command == "GET":
             return 200, double.snapshot()
-        if route == "faults" and self.command == "DELETE":
+        if route == "received" and self.command == "DELETE":
+            double.clear_records()
+        elif route == "faults" and self.command == "DELETE":
             double.reset_faults()
         elif route == "faults" and self.command == "POST":
             if data.pop("reset", False):
@@ -209,7 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
             double.set_quota(quota=data.get("quota"), remain=data.get("remain"))
         else:
             return 404, {"error": f"no admin route {self.command} {ADMIN_PREFIX}{route}"}
-        return 200, {"faults": len(double.snapshot()["faults"]), "quota": double.snapshot()["quota"]}
+        state = double.snapshot()
+        return 200, {"faults": len(state["faults"]), "quota": state["quota"], "received": len(state["received"])}
 
     def _json(self, status: int, body: dict) -> None:
         payload = json.dumps(body).encode("utf-8")

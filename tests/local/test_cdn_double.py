@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -58,10 +59,11 @@ def v2(double, action: str, params: dict | None = None, *, method: str = "POST",
 
 
 def v3(double, action: str, query: dict | None = None, *, secret: str = TEST_SK, nonce: str | None = None,
-       date: str | None = None, accept: str | None = "application/json", body: bytes = b"",
+       date: str | None = None, accept: str | None = "application/json", form: dict | None = None,
        signed_headers: dict | None = None, tamper: dict | None = None, timeout: float = 5):
     """A V3 (ACS3-HMAC-SHA256) POST with the RPC parameters in the query string, as the official SDK sends it."""
     query = query or {}
+    body = urlencode(form).encode() if form else b""
     headers = {
         "host": double.base_url.split("//", 1)[1],
         "x-acs-action": action,
@@ -73,6 +75,8 @@ def v3(double, action: str, query: dict | None = None, *, secret: str = TEST_SK,
     }
     if accept:
         headers["accept"] = accept
+    if form:
+        headers["content-type"] = "application/x-www-form-urlencoded"
     canonical = signing.v3_canonical_request("POST", query, headers, headers, headers["x-acs-content-sha256"])
     headers["Authorization"] = signing.v3_authorization(TEST_AK, headers, signing.v3_signature(canonical, secret))
     headers.update(tamper or {})
@@ -114,6 +118,20 @@ def test_v3_with_parameters_in_the_query_is_accepted(cdn_double):
     assert response.status_code == 200, response.text
     assert cdn_double.pushed_urls == [URL, "http://cdn.example.com/x%20y%20z.css"]
     assert cdn_double.received[-1].signature_version == "v3"
+
+
+def test_v3_with_parameters_in_a_form_body_is_accepted(cdn_double):
+    response = v3(cdn_double, "PushObjectCache", form={"ObjectPath": f"{URL}\nimg.example.com/b.png", "Area": "domestic"})
+    assert response.status_code == 200, response.text
+    assert cdn_double.pushed_urls == [URL, "img.example.com/b.png"]
+
+
+def test_v2_parameters_split_between_query_and_form_are_all_signed(cdn_double):
+    signed = v2_params(cdn_double, "PushObjectCache", {"ObjectPath": URL})
+    form = {"ObjectPath": signed.pop("ObjectPath")}
+    response = requests.post(cdn_double.base_url + "/", params=signed, data=form, timeout=5)
+    assert response.status_code == 200, response.text
+    assert cdn_double.pushed_urls == [URL]
 
 
 def test_wrong_secret_is_signature_does_not_match(cdn_double):
@@ -206,6 +224,15 @@ def test_a_timestamp_more_than_15_minutes_off_is_expired(make_cdn_double, offset
             assert (response.status_code, code_of(response)) == (400, "InvalidTimeStamp.Expired")
 
 
+@pytest.mark.parametrize("params, code", [
+    ({"Timestamp": "2026-03-01 12:00:00"}, "InvalidTimeStamp.Format"),
+    ({"Version": "2099-01-01"}, "InvalidVersion"),
+])
+def test_bad_common_parameters_are_refused(cdn_double, params, code):
+    response = v2(cdn_double, "DescribeRefreshQuota", params)
+    assert (response.status_code, code_of(response)) == (400, code)
+
+
 def test_security_token_is_required_when_configured(make_cdn_double):
     double = make_cdn_double(security_token="sts-token")
     assert code_of(push(double, URL)) == "InvalidSecurityToken.Malformed"
@@ -263,8 +290,7 @@ def test_every_answer_has_a_unique_upper_case_request_id(cdn_double):
 
 def test_unknown_action_is_refused(cdn_double):
     response = v2(cdn_double, "DeleteEverything")
-    assert response.status_code in (400, 404)
-    assert code_of(response) == "InvalidAction.NotFound"
+    assert (response.status_code, code_of(response)) == (404, "InvalidAction.NotFound")
 
 
 # ---------------------------------------------------------------- PushObjectCache rules
@@ -563,6 +589,8 @@ def test_admin_paths_inspect_and_steer(cdn_double):
     assert requests.post(cdn_double.base_url + "/_double/quota", json={"remain": 0}, timeout=5).ok
     assert code_of(push(cdn_double, URL)) == "QuotaExceeded.Refresh"
     assert requests.post(cdn_double.base_url + "/_double/faults", json={"nonsense": 1}, timeout=5).status_code == 400
+    assert requests.delete(cdn_double.base_url + "/_double/received", timeout=5).ok
+    assert cdn_double.pushed_urls == [] and cdn_double.calls() == 0
 
 
 def test_the_cli_prints_its_url_first_serves_and_exits_on_sigterm():
