@@ -8,7 +8,7 @@ URL ends pushed, deferred with a reason, or dead-lettered with a reason.
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
@@ -84,7 +84,7 @@ def flush(
     owner: str | None = None,
 ) -> FlushReport:
     """Push every due URL of the closed windows (all windows with `flush_all`) within the day's quota."""
-    return _Flush(store, prefetcher, settings, now, owner or uuid.uuid4().hex).run(flush_all)
+    return _Flush(store, prefetcher, settings, now, owner or os.urandom(16).hex()).run(flush_all)
 
 
 class _Flush:

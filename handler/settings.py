@@ -5,13 +5,10 @@ Every problem is reported as one `ConfigError` line naming the offending key.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
 from dataclasses import dataclass, field
-from difflib import get_close_matches
-from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
@@ -86,31 +83,32 @@ class Settings:
     flush_function: FlushFunction | None = None
 
 
-def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(path: "str | os.PathLike[str] | None" = None, env: Mapping[str, str] | None = None) -> Settings:
     """Settings from `path`, else from $PREWARM_CONFIG (a path or inline JSON); $PREWARM_STORE overrides the store."""
     env = os.environ if env is None else env
-    source = str(path) if path is not None else env.get(CONFIG_ENV, "")
+    source = os.fspath(path) if path is not None else env.get(CONFIG_ENV, "")
     if not source.strip():
         raise ConfigError(f"no configuration: pass --config PATH or set {CONFIG_ENV}")
     if path is None and source.lstrip().startswith("{"):
         data = _parse_text(source, "json", f"${CONFIG_ENV}")
     else:
-        data = _read_file(Path(source))
+        data = _read_file(source)
     settings = parse_settings(data)
     if env.get(STORE_ENV):
         settings = parse_settings({**data, "store": env[STORE_ENV]})
     return settings
 
 
-def _read_file(path: Path) -> Any:
+def _read_file(path: str) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    kind = "json" if path.suffix.lower() == ".json" else "yaml"
-    return _parse_text(text, kind, str(path))
+    kind = "json" if path.lower().endswith(".json") else "yaml"
+    return _parse_text(text, kind, path)
 
 
 def _parse_text(text: str, kind: str, where: str) -> Any:
@@ -249,6 +247,8 @@ def is_loopback_host(host: str | None) -> bool:
         return False
     if host == "localhost":
         return True
+    import ipaddress  # only plain-http endpoints get here
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -351,6 +351,8 @@ class _Section:
     def finish(self) -> None:
         unknown = sorted(str(k) for k in self.data if k not in self.known)
         if unknown:
+            from difflib import get_close_matches  # only on the error path
+
             key = unknown[0]
             hint = get_close_matches(key, sorted(self.known), n=1)
             suggestion = f" (did you mean {hint[0]}?)" if hint else ""
