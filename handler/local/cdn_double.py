@@ -6,6 +6,14 @@ answers in the API's XML or JSON. Faults (errors, latency, lost connections) can
 injected from Python or, for a separate process, over the unsigned /_double/ paths.
 
     python -m handler.local.cdn_double --port 8080 --key AK --secret SK --domains cdn.example.com
+
+Admin paths (unsigned, loopback callers only):
+    GET    /_double/received   pushed URLs, received calls, quota, pending faults (JSON)
+    DELETE /_double/received   forget received calls and pushed URLs
+    POST   /_double/faults     {"code", "status", "count", "probability", "latency", "drop",
+                                "drop_after_accept", "action"} as for inject(); {"seed": n}; {"reset": true}
+    DELETE /_double/faults     reset_faults()
+    POST   /_double/quota      {"quota": n, "remain": n} as for set_quota()
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ class DoubleServer:
 class _TrackingServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the default backlog of 5 makes concurrent callers wait a SYN retry (1 s)
     verbose = False
 
     def __init__(self, *args, **kwargs) -> None:
@@ -108,6 +109,7 @@ def _handler_for(double: CdnDouble) -> type[BaseHTTPRequestHandler]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' connection pools expect
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
     server_version = "Tengine"
     sys_version = ""
     timeout = 30
