@@ -6,6 +6,7 @@ import json
 import socket
 import sys
 import threading
+import traceback
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
@@ -168,7 +169,14 @@ class _Handler(BaseHTTPRequestHandler):
             headers={name.lower(): value for name, value in self.headers.items()},
             body=body,
         )
-        self._send(self.double.handle(request))
+        try:
+            answer = self.double.handle(request)
+        except Exception:  # a bug in the double: say so loudly instead of hanging up
+            traceback.print_exc()
+            error, request_id = ApiError("InternalError", 500, "The local CDN API double failed."), new_request_id()
+            payload, content_type = render(error_body(error, request_id), "Error", True)
+            answer = Answer(500, payload, content_type, request_id)
+        self._send(answer)
 
     def _send(self, answer: Answer) -> None:
         if answer.drop:

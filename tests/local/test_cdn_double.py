@@ -114,9 +114,9 @@ def test_v2_get_with_query_parameters_is_accepted(cdn_double):
 
 
 def test_v3_with_parameters_in_the_query_is_accepted(cdn_double):
-    response = v3(cdn_double, "PushObjectCache", {"ObjectPath": f"{URL}\nhttp://cdn.example.com/x y%20z.css".replace(" ", "%20")})
+    response = v3(cdn_double, "PushObjectCache", {"ObjectPath": f"{URL}\nhttp://cdn.example.com/x%20y~z.css"})
     assert response.status_code == 200, response.text
-    assert cdn_double.pushed_urls == [URL, "http://cdn.example.com/x%20y%20z.css"]
+    assert cdn_double.pushed_urls == [URL, "http://cdn.example.com/x%20y~z.css"]
     assert cdn_double.received[-1].signature_version == "v3"
 
 
