@@ -16,6 +16,11 @@ from .errors import BadUrlError, BatchTooLargeError, CdnError, InvalidUrlError, 
 
 log = logging.getLogger("handler.cdn")
 
+# Refusals of a whole domain: every URL of a one-domain batch shares the fate, no need to bisect.
+DOMAIN_ERRORS = frozenset(
+    {"InvalidDomain.NotFound", "InvalidDomain.Offline", "InvalidExtensiveDomain.ValueNotSupported"}
+)
+
 
 class _Stopped(Exception):
     """Internal: an error that ends this push, with the URLs of the call that met it."""
@@ -72,8 +77,8 @@ class BatchPusher:
         try:
             result = self.client.push_object_cache(batch)
         except BadUrlError as exc:
-            if len(batch) == 1:
-                outcome.rejected[batch[0]] = _reason(exc)
+            if len(batch) == 1 or (exc.code in DOMAIN_ERRORS and len({_domain(u) for u in batch}) == 1):
+                outcome.rejected.update((url, _reason(exc)) for url in batch)
                 return
             self._push_halves(batch, outcome)
             return
@@ -94,10 +99,23 @@ class BatchPusher:
             outcome.pushed.update((url, joined) for url in batch)
 
     def _push_halves(self, batch: list[str], outcome: PushOutcome) -> None:
-        """Push a refused batch in pieces no larger than half of it (nor than the current cap)."""
+        """Push a refused batch in pieces: one per domain first (a whole domain is often what the API
+        refuses), then halves no larger than the current cap."""
+        by_domain: dict[str, list[str]] = {}
+        for url in batch:
+            by_domain.setdefault(_domain(url), []).append(url)
+        if len(by_domain) > 1:
+            for urls in by_domain.values():
+                for start in range(0, len(urls), self.cap):
+                    self._push_batch(urls[start : start + self.cap], outcome)
+            return
         size = min(self.cap, (len(batch) + 1) // 2)
         for start in range(0, len(batch), size):
             self._push_batch(batch[start : start + size], outcome)
+
+
+def _domain(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0].lower()
 
 
 def _reason(error: CdnError) -> str:

@@ -64,6 +64,16 @@ def test_one_bad_domain_among_99_good_urls(cdn_double):
     assert all(outcome.pushed.values())
 
 
+def test_a_refused_domain_costs_a_call_not_one_per_url(cdn_double):
+    gone = good(50, domain="gone.example.net")
+    urls = [url for pair in zip(good(50), gone) for url in pair]  # the two domains interleaved
+    outcome = make_pusher(cdn_double.base_url).push(urls)
+    assert_partition(urls, outcome)
+    assert set(outcome.rejected) == set(gone) and len(outcome.pushed) == 50
+    assert outcome.calls == 3  # the mixed batch, then one call per domain
+    assert cdn_double.calls("PushObjectCache") == 3
+
+
 def test_several_bad_urls_are_each_isolated(cdn_double):
     bad = ["https://not-ours.example.org/a.png", "https://*.example.com/b.png", "https://cdn.example.com/dir/"]
     urls = good(10) + bad[:1] + good(10, 10) + bad[1:] + good(5, 20)
