@@ -1,0 +1,1 @@
+"""Test doubles of outside systems that have no local emulator."""
