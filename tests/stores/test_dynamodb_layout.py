@@ -1,0 +1,195 @@
+"""The DynamoDB store's data layout and write discipline, observed on a real client talking to dynalite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.stub import Stubber
+
+from handler.ports import StoreError
+from handler.stores import keys
+from handler.stores.dynamodb import DynamoDbStore
+
+T0 = 1_700_000_000.0
+W = 28_333_333
+ROOT = Path(__file__).resolve().parents[2]
+WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
+
+
+@pytest.fixture
+def client(dynamodb_endpoint, aws_dummy_credentials):
+    return boto3.session.Session().client("dynamodb", region_name="cn-hangzhou", endpoint_url=dynamodb_endpoint)
+
+
+@pytest.fixture
+def store(client, dynamodb_table_name):
+    store = DynamoDbStore(dynamodb_table_name, client=client)
+    store.create_schema()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def requests_sent(client):
+    """Every (operation, parameters) the client sends, captured by a botocore event hook."""
+    sent: list[tuple[str, dict]] = []
+
+    def capture(params, model, **_):
+        sent.append((model.name, dict(params)))
+
+    client.meta.events.register("provide-client-params.dynamodb.*", capture)
+    return sent
+
+
+def items(client, table: str) -> list[dict]:
+    found, request = [], {"TableName": table}
+    while True:
+        page = client.scan(**request)
+        found.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return found
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def test_one_hot_window_spreads_over_many_partitions(store, client):
+    urls = [f"https://cdn.example.com/hot/{i}.jpg" for i in range(1000)]
+    assert len(store.add_pending(W, urls, T0)) == 1000
+    pending = Counter(i["pk"]["S"] for i in items(client, store.table) if i["pk"]["S"].startswith("pending#"))
+    assert len(pending) >= 8
+    assert max(pending.values()) < 1000 / 8  # no shard holds a lion's share
+    assert sum(pending.values()) == 1000
+    index = {i["pk"]["S"] for i in items(client, store.table) if i["pk"]["S"].startswith("windows#")}
+    assert len(index) == len(pending)  # the windows index is spread the same way
+
+
+def test_every_write_is_conditional(store, requests_sent):
+    store.add_pending(W, ["https://a/1", "https://a/2", "https://a/3", "https://a/4"], T0)
+    store.add_pending(W, ["https://a/1"], T0 + 1)  # a repeat: repairs the pending row
+    claims = store.claim(max_window=None, now=T0 + 100, limit=10, owner="o", lease_seconds=60)
+    assert len(claims) == 4
+    store.mark_pushed({"https://a/1": "t"}, now=T0 + 101, keep_until=T0 + 200)
+    store.mark_dead("o", {"https://a/2": "bad"}, now=T0 + 101, keep_until=T0 + 200)
+    store.mark_dead("someone-else", {"https://a/3": "bad"}, now=T0 + 101, keep_until=T0 + 200)
+    store.defer("o", ["https://a/3", "https://a/4"], not_before=T0 + 150, reason="r", count_attempt=True)
+    store.add_pending(W + 9, ["https://a/1"], T0 + 300)  # re-queued after its horizon
+    store.record_dead(W, {"https://a/9": "too long"}, now=T0, keep_until=T0 + 10)
+    store.reserve_quota("d", 5, 10)
+    store.reserve_quota("d", 10, 10)  # partial: the compare-and-set path
+    store.release_quota("d", 3)
+    store.request_flush(W)
+    store.claim(max_window=None, now=T0 + 1000, limit=10, owner="p", lease_seconds=60)
+    store.claim(max_window=None, now=T0 + 1000, limit=10, owner="q", lease_seconds=60)  # drains the index
+    writes = [(op, params) for op, params in requests_sent if op in WRITES]
+    assert {op for op, _ in writes} == WRITES
+    unconditional = [(op, params.get("Key") or params.get("Item", {}).get("pk")) for op, params in writes
+                     if not params.get("ConditionExpression")]
+    assert unconditional == []
+    used = {op for op, _ in requests_sent}
+    assert used <= {"PutItem", "UpdateItem", "DeleteItem", "GetItem", "Query"}, used  # no batch or scan here
+
+
+def test_a_pending_row_lost_in_a_crash_is_restored_by_the_repeated_add(store, client):
+    url = "https://cdn.example.com/crash.jpg"
+    store.add_pending(W, [url], T0)
+    # The invocation died after writing the URL record, before (or while) writing the pending row.
+    client.delete_item(TableName=store.table, Key={
+        "pk": {"S": keys.pending_pk(W, keys.shard_of(url))}, "sk": {"S": keys.url_hash(url)}})
+    assert store.claim(max_window=None, now=T0 + 100, limit=10, owner="o", lease_seconds=60) == []
+    assert store.add_pending(W, [url], T0 + 1) == []  # the retry: not new, but its row is back
+    claims = store.claim(max_window=None, now=T0 + 100, limit=10, owner="o", lease_seconds=60)
+    assert [(c.url, c.window) for c in claims] == [(url, W)]
+
+
+def test_stale_rows_and_drained_index_entries_are_cleaned_by_claim(store, client):
+    url = "https://cdn.example.com/stale.jpg"
+    store.add_pending(W, [url], T0)
+    row_key = {"pk": {"S": keys.pending_pk(W, keys.shard_of(url))}, "sk": {"S": keys.url_hash(url)}}
+    stale_row = client.get_item(TableName=store.table, Key=row_key)["Item"]
+    store.claim(max_window=None, now=T0 + 100, limit=10, owner="o", lease_seconds=60)
+    store.mark_pushed({url: "t"}, now=T0 + 101, keep_until=T0 + 10_000)
+    client.put_item(TableName=store.table, Item=stale_row)  # as if the delete after the push had been lost
+    assert store.claim(max_window=None, now=T0 + 200, limit=10, owner="p", lease_seconds=60) == []
+    remaining = {i["pk"]["S"] for i in items(client, store.table)}
+    assert row_key["pk"]["S"] not in remaining  # the URL record says pushed: the row went
+    store.claim(max_window=None, now=T0 + 300, limit=10, owner="p", lease_seconds=60)
+    remaining = {i["pk"]["S"] for i in items(client, store.table)}
+    assert not any(pk.startswith("windows#") for pk in remaining)  # and so did the empty window's entry
+
+
+def test_keys_are_bounded_whatever_the_url_length(store, client):
+    url = "https://cdn.example.com/" + "x" * 5000
+    store.record_dead(W, {url: "too long"}, now=T0, keep_until=T0 + 10)
+    store.add_pending(W, ["https://cdn.example.com/" + "y" * 1000], T0)
+    for item in items(client, store.table):
+        assert len(item["pk"]["S"].encode()) <= 64 and len(item["sk"]["S"].encode()) <= 64
+
+
+def test_create_schema_is_idempotent_and_on_demand(store, client):
+    store.create_schema()
+    table = client.describe_table(TableName=store.table)["Table"]
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+    assert table.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST"
+
+
+def test_a_missing_table_is_a_store_error_naming_the_cure(client):
+    store = DynamoDbStore("no-such-table", client=client)
+    with pytest.raises(StoreError, match="init-store"):
+        store.quota_used("d")
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException",
+                                  "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable"])
+def test_throttling_and_outages_become_store_errors(code, aws_dummy_credentials):
+    client = boto3.session.Session().client(
+        "dynamodb", region_name="cn-hangzhou", config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+    with Stubber(client) as stub:  # the SDK's own stub of the service: no network
+        stub.add_client_error("get_item", service_error_code=code, http_status_code=400)
+        with pytest.raises(StoreError, match=code) as caught:
+            DynamoDbStore("t-table", client=client).quota_used("d")
+    assert caught.value.__cause__ is not None
+    assert "testing" not in str(caught.value)  # no credentials in the message
+
+
+def test_an_unreachable_endpoint_is_a_store_error(aws_dummy_credentials):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port that nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = boto3.session.Session().client(
+        "dynamodb", region_name="cn-hangzhou", endpoint_url=f"http://127.0.0.1:{port}",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=1))
+    with pytest.raises(StoreError, match="EndpointConnectionError"):
+        DynamoDbStore("t-table", client=client).quota_used("d")
+
+
+def test_from_url():
+    store = DynamoDbStore.from_url("dynamodb://prewarm_state?region=cn-hangzhou&endpoint_url=http://127.0.0.1:8000")
+    assert store.table == "prewarm_state"
+    assert store._client.meta.region_name == "cn-hangzhou"
+    assert store._client.meta.endpoint_url == "http://127.0.0.1:8000"
+    for bad in ["dynamodb://", "dynamodb://t?colour=red", "dynamodb://t/extra",
+                "dynamodb://t?endpoint_url=http://db.example.com"]:
+        with pytest.raises(ValueError):
+            DynamoDbStore.from_url(bad)
+
+
+def test_importing_the_adapter_loads_neither_tablestore_nor_requests():
+    code = ("import sys, handler.stores.dynamodb; "
+            "print(sorted(m for m in ('tablestore', 'requests') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_keys_module_is_stdlib_only():
+    code = ("import sys; before = set(sys.modules); import handler.stores.keys; "
+            "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] not in ('handler',) "
+            "and not m.startswith('_') and m.split('.')[0] in ('boto3', 'botocore', 'tablestore', 'requests')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
