@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import random as _random
+import re
 import threading
 import time
 import unicodedata
@@ -22,7 +23,7 @@ import requests
 from ..credentials import Credentials
 from ..settings import API_CALLS_PER_SECOND, CdnSettings, check_endpoint
 from . import signing
-from .errors import CdnError, InvalidUrlError, TransientError, UnexpectedApiError, error_for
+from .errors import CdnError, FatalConfigError, InvalidUrlError, TransientError, UnexpectedApiError, error_for
 
 log = logging.getLogger("handler.cdn")
 
@@ -233,6 +234,9 @@ class CdnClient:
             content = response.content
         except requests.Timeout as exc:
             raise TransientError("Local.Timeout", f"{action}: no answer within {timeout[1]:g}s") from exc
+        except requests.exceptions.SSLError as exc:
+            # A certificate the client cannot verify is a configuration problem: retrying will not help.
+            raise FatalConfigError("Local.TLSError", f"{action}: TLS to {self._host} failed: {_tls_reason(exc)}") from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             raise TransientError("Local.ConnectionError", f"{action}: {type(exc).__name__}") from exc
         except requests.RequestException as exc:
@@ -322,6 +326,12 @@ class CdnClient:
                 for form in (signing.percent_encode(once), once, secret):
                     text = text.replace(form, _MASK)
         return text
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """"certificate verify failed: self-signed certificate" from the wrapped SSL error, else its class name."""
+    found = re.search(r"certificate verify failed[^'\")(]*", str(exc))
+    return found.group(0).strip() if found else type(exc).__name__
 
 
 def _form_body(params: Mapping[str, str]) -> bytes:
