@@ -1,0 +1,148 @@
+"""The table: metric, ours, reference, ratio or target, verdict; plus the machine it ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+
+PASS, FAIL, INFO, NA, OVER = "pass", "FAIL", "info", "n/a", "over (see note)"
+
+
+@dataclass
+class Row:
+    metric: str
+    ours: str
+    reference: str
+    ratio: str
+    verdict: str
+
+
+def machine() -> dict:
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count() or 0,
+        "cpu": model,
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def ms(value: float) -> str:
+    return f"{value:,.1f} ms" if value < 100 else f"{value:,.0f} ms"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:,.1f}x" if b else "-"
+
+
+def efficiency_rows(e) -> tuple[list[Row], list[str]]:
+    over = e.ours_calls - e.limit_calls
+    rows = [
+        Row(f"PushObjectCache calls, {n(e.events)} uploads in 1 h (ours vs per-upload baseline)",
+            n(e.ours_calls), n(e.baseline_calls), f"{ratio(e.baseline_calls, e.ours_calls)} fewer (target >= 50x)",
+            PASS if e.baseline_calls >= 50 * e.ours_calls else FAIL),
+        Row("calls vs the physical limit ceil(unique URLs / 100), 1-minute timer",
+            n(e.ours_calls), n(e.limit_calls), f"+{n(over)} ({ratio(e.ours_calls, e.limit_calls)}; target ==)",
+            PASS if over == 0 else OVER),
+        Row("calls vs the limit with a push every minute (per-tick limit, from the trace)",
+            n(e.ours_calls), n(e.tick_limit_calls), "target ==",
+            PASS if e.ours_calls == e.tick_limit_calls else FAIL),
+        Row("calls, same trace, one flush at the end",
+            n(e.oneshot_calls), n(e.limit_calls), "target ==",
+            PASS if e.oneshot_calls == e.limit_calls else FAIL),
+        Row("quota used, URLs pushed (ours vs baseline; unique URLs)",
+            n(e.ours_quota), f"{n(e.baseline_quota)}; {n(e.unique_urls)} unique",
+            f"{ratio(e.baseline_quota, e.ours_quota)} less; ours == unique",
+            PASS if e.ours_quota == e.unique_urls == e.ours_store_quota else FAIL),
+        Row("duplicate quota (URLs pushed twice)",
+            n(e.ours_duplicate_quota), f"{n(e.baseline_duplicate_quota)} (baseline)", "target 0",
+            PASS if e.ours_duplicate_quota == 0 and e.oneshot_duplicate_quota == 0 else FAIL),
+    ]
+    notes = [
+        f"Trace: {n(e.events)} uploads over a simulated hour in bursts, 30% re-uploads, 2 CDN domains: "
+        f"{n(e.unique_keys)} keys, {n(e.unique_urls)} unique URLs. Baseline: one V2-signed call per event, "
+        f"{n(e.baseline_calls - e.baseline_rejected)} accepted by the double in {e.baseline_seconds:.1f} s.",
+    ]
+    if over:
+        notes.append(
+            f"Over the limit by {n(over)} calls: the timer flushes every minute, and each flush pushes all closed "
+            f"windows (oldest first, batches across windows) but ends with one partial batch; {e.ticks} ticks had "
+            f"URLs. That is the price of pushing each URL within about a minute; {n(e.ours_calls)} equals the "
+            f"per-tick limit, and the same trace flushed once needs exactly {n(e.oneshot_calls)} = the limit."
+        )
+    notes.append(f"Ours also made {n(e.ours_other_calls)} DescribeRefreshQuota calls (one per flush, to respect PreloadRemain).")
+    return rows, notes
+
+
+def ingest_rows(sqlite, dynamodb, dynamodb_missing: str | None) -> list[Row]:
+    rows = [
+        Row(f"ingest, SQLite: upload events/s through handler.entry.upload (p50 / p99 per event)",
+            f"{n(sqlite.events_per_second)}/s", f"p50 {ms(sqlite.p50_ms)}, p99 {ms(sqlite.p99_ms)}",
+            f"median of {sqlite.runs} x {n(sqlite.events)} events", INFO),
+    ]
+    if dynamodb is None:
+        rows.append(Row("ingest, DynamoDB (dynalite)", f"n/a ({dynamodb_missing})", "-", "-", NA))
+    else:
+        rows.append(Row(
+            "ingest, DynamoDB (dynalite): upload events/s (p50 / p99 per event)",
+            f"{n(dynamodb.events_per_second)}/s", f"p50 {ms(dynamodb.p50_ms)}, p99 {ms(dynamodb.p99_ms)}",
+            f"median of {dynamodb.runs} x {n(dynamodb.events)} events", INFO,
+        ))
+    return rows
+
+
+def coldstart_rows(c) -> list[Row]:
+    from .coldstart import FLUSH_CLIENT, OFFICIAL_SDK, UPLOAD_ENTRY
+
+    sdk = c.over_bare_ms[OFFICIAL_SDK]
+    entry = c.over_bare_ms[UPLOAD_ENTRY]
+    client = c.over_bare_ms[FLUSH_CLIENT]
+    return [
+        Row(f"cold start: import {UPLOAD_ENTRY} over bare python (-X importtime)",
+            f"{ms(entry)} ({ms(c.importtime_ms[UPLOAD_ENTRY])})",
+            f"{ms(sdk)} ({ms(c.importtime_ms[OFFICIAL_SDK])}) official CDN SDK",
+            f"{ratio(sdk, entry)} less; target < 50 ms", PASS if entry < 50.0 else FAIL),
+        Row(f"cold start: import {FLUSH_CLIENT} (flush path) over bare python",
+            f"{ms(client)} ({ms(c.importtime_ms[FLUSH_CLIENT])})", f"{ms(sdk)} official CDN SDK",
+            f"{ratio(sdk, client)} less", INFO),
+        Row(f"heavy modules after import {UPLOAD_ENTRY} / after its first upload (SQLite)",
+            ", ".join(c.heavy_after_import) or "none", ", ".join(c.heavy_after_upload) or "none",
+            "target none (requests, boto3, tablestore, fc2, yaml)",
+            PASS if not c.heavy_after_import and not c.heavy_after_upload else FAIL),
+    ]
+
+
+def flush_rows(rate, memory) -> list[Row]:
+    share = rate.urls_per_second / rate.ceiling
+    return [
+        Row("flush: URLs/s pushed, 20 ms per API call, calls_per_second 50 "
+            f"({rate.per_call_ms:.1f} ms per call, of which the API {rate.api_ms:.1f} ms)",
+            f"{n(rate.urls_per_second)}/s", f"{n(rate.ceiling)}/s ceiling (50 calls/s x 100)",
+            f"{share:.0%} (target >= 80%)", PASS if share >= 0.8 and rate.pushed_all and not rate.throttled else FAIL),
+        Row(f"flush: peak memory (max RSS) of flushing {n(memory.urls)} pending URLs from SQLite",
+            f"{memory.max_rss_mb:.1f} MB", f"128 MB smallest FC instance; bare python {memory.bare_rss_mb:.1f} MB",
+            f"{memory.max_rss_mb / 128:.0%} of 128 MB (target < 128 MB)",
+            PASS if memory.max_rss_mb < 128 and memory.pushed == memory.urls and not memory.duplicates else FAIL),
+    ]
+
+
+def render(rows: list[Row], notes: list[str], header: list[str]) -> str:
+    lines = header + ["", "| metric | ours | reference | ratio / target | result |", "|---|---|---|---|---|"]
+    lines += [f"| {r.metric} | {r.ours} | {r.reference} | {r.ratio} | {r.verdict} |" for r in rows]
+    if notes:
+        lines.append("")
+        lines += [f"* {note}" for note in notes]
+    return "\n".join(lines)
