@@ -242,7 +242,7 @@ class CdnClient:
         except requests.RequestException as exc:
             raise UnexpectedApiError("Local.RequestError", f"{action}: {type(exc).__name__}") from exc
         answer = _parse_json(content)
-        request_id = str((answer or {}).get("RequestId") or response.headers.get("x-acs-request-id") or "")
+        request_id = self._scrub(str((answer or {}).get("RequestId") or response.headers.get("x-acs-request-id") or ""))
         log.debug(
             "cdn %s urls=%d attempt=%d status=%d request_id=%s",
             action, url_count, attempt, response.status_code, request_id,
@@ -299,7 +299,7 @@ class CdnClient:
     def _error(self, status: int, answer: dict | None, content: bytes, request_id: str | None) -> CdnError:
         """The typed error for a non-2xx answer, whatever its body; never quotes our request."""
         if answer is not None:
-            code = str(answer.get("Code") or f"HTTP{status}")
+            code = self._scrub(str(answer.get("Code") or f"HTTP{status}"))
             message = self._scrub(str(answer.get("Message") or ""))
             return error_for(code, message, status=status, request_id=request_id)
         fields = _parse_xml_error(content)
@@ -308,7 +308,7 @@ class CdnClient:
                 self._scrub(fields["Code"]),
                 self._scrub(fields.get("Message", "")),
                 status=status,
-                request_id=fields.get("RequestId") or request_id,
+                request_id=self._scrub(fields.get("RequestId", "")) or request_id,
             )
         return error_for(
             f"HTTP{status}",
