@@ -66,6 +66,11 @@ def parse_instant(text: str) -> float:
     cleaned = text.strip()
     if cleaned[-1] in "Zz":
         cleaned = cleaned[:-1] + "+00:00"
+    # Python 3.10's fromisoformat takes only 3 or 6 fraction digits; ISO 8601 allows any number.
+    head, dot, rest = cleaned.partition(".")
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    if dot and digits:
+        cleaned = f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
     try:
         moment = datetime.fromisoformat(cleaned)
     except ValueError:
