@@ -56,7 +56,8 @@ def run(quick: bool) -> dict:
 
     seconds = time.perf_counter() - started
     load_after = os.getloadavg()
-    eff_rows, notes = report.efficiency_rows(eff)
+    eff_rows, notes = report.efficiency_rows(eff, quick)
+    notes += report.flush_notes(rate)
     rows = (eff_rows + report.ingest_rows(sqlite, dynamodb, dynamodb_missing)
             + report.coldstart_rows(cold) + report.flush_rows(rate, memory))
     machine = report.machine()

@@ -48,12 +48,16 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:,.1f}x" if b else "-"
 
 
-def efficiency_rows(e) -> tuple[list[Row], list[str]]:
+def efficiency_rows(e, quick: bool = False) -> tuple[list[Row], list[str]]:
     over = e.ours_calls - e.limit_calls
+    if quick:  # the 50x target is for the full trace: a tiny trace has few uploads per minute to batch
+        target, verdict = "target >= 50x on the full trace", INFO
+    else:
+        target, verdict = "target >= 50x", PASS if e.baseline_calls >= 50 * e.ours_calls else FAIL
     rows = [
         Row(f"PushObjectCache calls, {n(e.events)} uploads in 1 h (ours vs per-upload baseline)",
-            n(e.ours_calls), n(e.baseline_calls), f"{ratio(e.baseline_calls, e.ours_calls)} fewer (target >= 50x)",
-            PASS if e.baseline_calls >= 50 * e.ours_calls else FAIL),
+            n(e.ours_calls), n(e.baseline_calls), f"{ratio(e.baseline_calls, e.ours_calls)} fewer ({target})",
+            verdict),
         Row("calls vs the physical limit ceil(unique URLs / 100), 1-minute timer",
             n(e.ours_calls), n(e.limit_calls), f"+{n(over)} ({ratio(e.ours_calls, e.limit_calls)}; target ==)",
             PASS if over == 0 else OVER),
@@ -91,7 +95,7 @@ def ingest_rows(sqlite, dynamodb, dynamodb_missing: str | None) -> list[Row]:
     rows = [
         Row(f"ingest, SQLite: upload events/s through handler.entry.upload (p50 / p99 per event)",
             f"{n(sqlite.events_per_second)}/s", f"p50 {ms(sqlite.p50_ms)}, p99 {ms(sqlite.p99_ms)}",
-            f"median of {sqlite.runs} x {n(sqlite.events)} events", INFO),
+            f"median of {sqlite.runs} x {n(sqlite.events)} events; first event {ms(sqlite.first_ms)}", INFO),
     ]
     if dynamodb is None:
         rows.append(Row("ingest, DynamoDB (dynalite)", f"n/a ({dynamodb_missing})", "-", "-", NA))
@@ -99,22 +103,24 @@ def ingest_rows(sqlite, dynamodb, dynamodb_missing: str | None) -> list[Row]:
         rows.append(Row(
             "ingest, DynamoDB (dynalite): upload events/s (p50 / p99 per event)",
             f"{n(dynamodb.events_per_second)}/s", f"p50 {ms(dynamodb.p50_ms)}, p99 {ms(dynamodb.p99_ms)}",
-            f"median of {dynamodb.runs} x {n(dynamodb.events)} events", INFO,
+            f"median of {dynamodb.runs} x {n(dynamodb.events)} events; first event {ms(dynamodb.first_ms)}", INFO,
         ))
     return rows
 
 
 def coldstart_rows(c) -> list[Row]:
-    from .coldstart import FLUSH_CLIENT, OFFICIAL_SDK, UPLOAD_ENTRY
+    from .coldstart import FIRST_UPLOAD, FLUSH_CLIENT, OFFICIAL_SDK, UPLOAD_ENTRY
 
     sdk = c.over_bare_ms[OFFICIAL_SDK]
     entry = c.over_bare_ms[UPLOAD_ENTRY]
     client = c.over_bare_ms[FLUSH_CLIENT]
     return [
-        Row(f"cold start: import {UPLOAD_ENTRY} over bare python (-X importtime)",
+        Row(f"cold start: import {UPLOAD_ENTRY} over bare python (in brackets: -X importtime total)",
             f"{ms(entry)} ({ms(c.importtime_ms[UPLOAD_ENTRY])})",
-            f"{ms(sdk)} ({ms(c.importtime_ms[OFFICIAL_SDK])}) official CDN SDK",
+            f"{ms(sdk)} ({ms(c.importtime_ms[OFFICIAL_SDK])}) import {OFFICIAL_SDK}",
             f"{ratio(sdk, entry)} less; target < 50 ms", PASS if entry < 50.0 else FAIL),
+        Row(f"cold start: import {UPLOAD_ENTRY} and handle one upload (SQLite) over bare python",
+            ms(c.over_bare_ms[FIRST_UPLOAD]), f"bare python {ms(c.bare_ms)}", f"median of {c.runs}", INFO),
         Row(f"cold start: import {FLUSH_CLIENT} (flush path) over bare python",
             f"{ms(client)} ({ms(c.importtime_ms[FLUSH_CLIENT])})", f"{ms(sdk)} official CDN SDK",
             f"{ratio(sdk, client)} less", INFO),
@@ -123,6 +129,21 @@ def coldstart_rows(c) -> list[Row]:
             "target none (requests, boto3, tablestore, fc2, yaml)",
             PASS if not c.heavy_after_import and not c.heavy_after_upload else FAIL),
     ]
+
+
+def flush_notes(rate) -> list[str]:
+    share = rate.urls_per_second / rate.ceiling
+    client = rate.push_ms - rate.api_ms
+    loop = rate.per_call_ms - rate.push_ms
+    note = (
+        f"Flush rate: {rate.per_call_ms:.1f} ms per call = the API {rate.api_ms:.1f} ms (20 ms injected + the "
+        f"double's own work) + the CDN client {client:.1f} ms (URL checks, signing, HTTP) + the store and the "
+        f"flush loop {loop:.1f} ms (claim, quota, mark pushed). The flush makes one call at a time, so it "
+        f"reaches at most 100 URLs per ({rate.api_ms:.1f} ms + what it adds)"
+    )
+    if share < 0.8:
+        note += "; 80% of the ceiling needs at most 5 ms added per call, or store work overlapped with the call in flight"
+    return [note + "."]
 
 
 def flush_rows(rate, memory) -> list[Row]:
