@@ -34,3 +34,11 @@ def test_an_upload_invocation_on_sqlite_imports_no_sdk(tmp_path):
     imported = {line.split("|")[-1].strip() for line in result.stderr.decode().splitlines() if "|" in line}
     assert "handler.entry" in imported and "sqlite3" in imported
     assert not {name for name in imported if name.split(".")[0] in HEAVY}
+
+
+def test_the_pinned_store_sdks_import_cleanly_with_warnings_as_errors():
+    for module in ("handler.stores.tablestore", "handler.stores.dynamodb"):
+        result = subprocess.run(
+            [sys.executable, "-W", "error", "-c", f"import {module}"], capture_output=True, cwd=ROOT, timeout=60
+        )
+        assert result.returncode == 0, f"{module}: {result.stderr.decode()[-1000:]}"
