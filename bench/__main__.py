@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the table and the raw results are kept (default: bench/results)")
     args = parser.parse_args(argv)
     data = run(args.quick)
-    table = render(data)
+    table = render(data) + "\n\nREADME summary:\n\n" + report.readme(data)
     print(table, flush=True)
     results = Path(args.results)
     try:

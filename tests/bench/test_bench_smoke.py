@@ -38,9 +38,10 @@ def quick(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
 def test_quick_run_exits_cleanly_and_prints_one_table(quick):
     result, data = quick
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    table = result.stdout.decode("utf-8")
+    table, _, summary = result.stdout.decode("utf-8").partition("README summary:")
     assert "| metric | ours | reference | ratio / target | result |" in table
     assert table.count("\n| ") == len(data["rows"]) + 1  # the header row and one line per metric
+    assert "| | this project | reference |" in summary and "python -m bench --quick" in summary
     assert data["mode"] == "quick"
     assert {"cpus", "cpu", "python"} <= set(data["machine"])
 
