@@ -22,6 +22,10 @@ from .urls import urls_for
 
 log = logging.getLogger("handler.prewarm")
 
+# Claim and reserve quota for several batches per store round trip; each batch is still marked
+# as soon as its own call returns.
+BATCHES_PER_CLAIM = 10
+
 
 @dataclass
 class IngestReport:
@@ -98,15 +102,17 @@ class _Flush:
         self.owner = owner
         self.day = quota_day(now)
         self.report = FlushReport(quota_day=self.day)
+        self.account_quota_spent = False
 
     def run(self, flush_all: bool) -> FlushReport:
         max_window = None if flush_all else closed_before(self.now, self.settings.window_seconds)
         limit = self._day_limit()
+        cap = self.settings.cdn.max_urls_per_call
         while True:
             claims = self.store.claim(
                 max_window=max_window,
                 now=self.now,
-                limit=self.settings.cdn.max_urls_per_call,
+                limit=cap * BATCHES_PER_CLAIM,
                 owner=self.owner,
                 lease_seconds=self.settings.lease_seconds,
             )
@@ -115,10 +121,26 @@ class _Flush:
             granted = self.store.reserve_quota(self.day, len(claims), limit)
             if granted < len(claims):
                 self._defer_to_next_day(claims[granted:], f"quota: the {self.day} limit of {limit} URLs is used")
-            if granted and not self._push(claims[:granted]):
+            if not self._push_claimed(claims[:granted], cap):
                 break
         log.info("flush %s", self.report.as_dict())
         return self.report
+
+    def _push_claimed(self, claims: Sequence[ClaimedUrl], cap: int) -> bool:
+        """Push claimed URLs a batch at a time, recording each batch's fate as soon as its call
+        returns, so that a crash can repeat at most one batch; False when the flush should stop."""
+        for start in range(0, len(claims), cap):
+            keep_going = self._push(claims[start : start + cap])
+            rest = claims[start + cap :]
+            if not keep_going or self.account_quota_spent:
+                if rest:
+                    self.store.release_quota(self.day, len(rest))
+                if self.account_quota_spent:
+                    self._defer_to_next_day(rest, "quota: the account refused")
+                else:
+                    self._defer(rest, self.now, "not pushed: the flush stopped early", count_attempt=False)
+                return keep_going
+        return True
 
     def _day_limit(self) -> int:
         """The day's counter limit: daily_quota - quota_reserve, lowered to what the account still has."""
@@ -153,6 +175,7 @@ class _Flush:
         if isinstance(error, QuotaExhaustedError):
             # The account says the day is spent: fill our counter so no flusher tries again today.
             self.store.reserve_quota(self.day, 2**31, 2**31)
+            self.account_quota_spent = True
             self._defer_to_next_day(unpushed, f"quota: the account refused ({error.code})")
             return True
         if isinstance(error, FatalConfigError):

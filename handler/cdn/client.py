@@ -71,6 +71,8 @@ def check_url(url: str, index: int = 0) -> None:
         raise InvalidUrlError(
             "Local.InvalidUrl", f"URL #{index} has {len(url)} characters, over the {MAX_URL_LENGTH} limit"
         )
+    if url.isascii() and url.isprintable() and " " not in url:
+        return  # the common case (our URLs are percent-encoded ASCII), without a per-character scan
     for ch in url:
         if ch.isspace() or ord(ch) < 32 or ord(ch) == 127 or unicodedata.category(ch) in ("Cc", "Cf"):
             raise InvalidUrlError(

@@ -137,3 +137,21 @@ def test_fatal_api_errors_stop_the_flush_and_keep_every_url(deploy, tmp_path):
     d.double.reset_faults()
     resumed = d.cli_json("flush", "--all", "--now", "2026-11-23T10:00:02Z")
     assert resumed["pushed"] == 2
+
+
+def test_the_account_refusing_quota_mid_flush_defers_the_rest_to_the_next_day(deploy, tmp_path):
+    d = deploy(double={"quota": 250})
+    keys = [f"v/{i:03d}.mp4" for i in range(500)]
+    d.cli("ingest", "--now", "2026-11-23T10:00:00Z", _write(tmp_path, "e.json", _keys_payload(keys)))
+    # PreloadRemain unreadable: our own limit (1,000) lets the flush go on until the account refuses.
+    d.double.inject("ServiceUnavailable", 503, count=5, action="DescribeRefreshQuota")
+    report = d.cli_json("flush", "--all", "--now", "2026-11-23T10:00:01Z")
+    assert report["pushed"] == 200 and report["deferred"] == 300 and report["dead"] == 0
+    assert report["error"] is None  # running out of quota is routine, not a failure
+    status = d.cli_json("status", "--now", "2026-11-23T10:00:02Z")
+    assert status["pending"] == status["deferred"] == 300 and status["quota_remaining"] == 0
+
+    d.double.set_quota(remain=1000)  # the account's day turns too
+    after = d.cli_json("flush", "--now", "2026-11-23T16:00:00Z")
+    assert after["pushed"] == 300 and after["quota_day"] == "2026-11-24"
+    assert sorted(d.double.pushed_urls) == sorted(f"https://cdn.example.com/{k}" for k in keys)
