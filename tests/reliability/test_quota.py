@@ -136,10 +136,9 @@ def test_account_refuses_with_quota_exceeded(tmp_path, make_cdn_double, measurem
     assert first["pushed"] == 200 and first["deferred"] == total - 200, first
     assert cli_json(cfg, "status", "--now", "2026-11-23T15:56:00Z")["deferred"] == total - 200
     reasons = _reasons(tmp_path)
-    assert set(reasons) <= {
-        "quota: the account refused (QuotaExceeded.Refresh); retry after 2026-11-23T16:00:00+00:00",
-        "quota: the 2026-11-23 limit of 1000 URLs is used; retry after 2026-11-23T16:00:00+00:00",
-    }, reasons
+    assert sum(reasons.values()) == total - 200
+    assert all(r.startswith("quota: ") and r.endswith("retry after 2026-11-23T16:00:00+00:00") for r in reasons), reasons
+    assert any("QuotaExceeded.Refresh" in r for r in reasons), reasons
     again = _flush(cfg, double, clock, "2026-11-23T15:59:00Z", ours, account)  # the same day: no call wasted
     assert again["pushed"] == 0 and again["calls"] == 0
     for iso in ("2026-11-23T16:00:00Z", "2026-11-24T16:00:00Z", "2026-11-25T16:00:00Z"):
