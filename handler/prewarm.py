@@ -132,14 +132,14 @@ class _Flush:
         for start in range(0, len(claims), cap):
             keep_going = self._push(claims[start : start + cap])
             rest = claims[start + cap :]
-            if not keep_going or self.account_quota_spent:
+            if self.account_quota_spent:  # the day's counter stays full: no release
+                self._defer_to_next_day(rest, "quota: the account refused")
+                return keep_going
+            if not keep_going:
                 if rest:
                     self.store.release_quota(self.day, len(rest))
-                if self.account_quota_spent:
-                    self._defer_to_next_day(rest, "quota: the account refused")
-                else:
-                    self._defer(rest, self.now, "not pushed: the flush stopped early", count_attempt=False)
-                return keep_going
+                self._defer(rest, self.now, "not pushed: the flush stopped early", count_attempt=False)
+                return False
         return True
 
     def _day_limit(self) -> int:
@@ -173,8 +173,10 @@ class _Flush:
         error = outcome.error
         self.report.maybe_duplicated += len(outcome.maybe_accepted)
         if isinstance(error, QuotaExhaustedError):
-            # The account says the day is spent: fill our counter so no flusher tries again today.
-            self.store.reserve_quota(self.day, 2**31, 2**31)
+            # The account says the day is spent: fill our counter up to the day's limit (no flusher's
+            # limit is higher), so that no flusher tries again today and `status` shows 0 left.
+            daily_limit = self.settings.cdn.daily_limit
+            self.store.reserve_quota(self.day, daily_limit, daily_limit)
             self.account_quota_spent = True
             self._defer_to_next_day(unpushed, f"quota: the account refused ({error.code})")
             return True

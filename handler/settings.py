@@ -353,7 +353,7 @@ class _Section:
         if unknown:
             from difflib import get_close_matches  # only on the error path
 
-            key = unknown[0]
+            key = unknown[0] if unknown[0].isprintable() else repr(unknown[0])  # keep it one line
             hint = get_close_matches(key, sorted(self.known), n=1)
             suggestion = f" (did you mean {hint[0]}?)" if hint else ""
             raise ConfigError(f"{self._name(key)}: unknown key{suggestion}")
