@@ -18,8 +18,14 @@ V3_ALGORITHM = "ACS3-HMAC-SHA256"
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
+_UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
+_ASCII_ESCAPES = {code: f"%{code:02X}" for code in range(128) if chr(code) not in _UNRESERVED}
+
+
 def percent_encode(value: str) -> str:
     """RFC 3986 encoding as Alibaba signs it: unreserved kept, UTF-8, upper-case hex, space as %20."""
+    if value.isascii():  # the common case, in C: an ObjectPath of 100 URLs is ~10 KB
+        return value.translate(_ASCII_ESCAPES)
     return quote(value, safe="~", encoding="utf-8")
 
 
