@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 import logging
 import socket
@@ -586,3 +587,14 @@ def test_a_redirect_is_not_followed(raw_server):
         client.push_object_cache(["cdn.example.com/a.png"])
     assert info.value.code == "HTTP307"
     assert target.bodies == []
+
+
+def test_proxy_and_ca_settings_in_the_environment_are_still_honoured(monkeypatch):
+    from handler.cdn.client import _CONNECTION_ENV, _new_session
+
+    for name in list(os.environ):
+        if name.lower() in _CONNECTION_ENV:
+            monkeypatch.delenv(name)
+    assert _new_session().trust_env is False  # nothing to honour: no per-call environment look-ups
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert _new_session().trust_env is True
