@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
