@@ -20,6 +20,7 @@ from .settings import load_settings
 from .wiring import Wiring
 
 log = logging.getLogger("handler.entry")
+FLUSH_MARGIN_SECONDS = 25  # a batch with the client's full retry budget (20 s by default) still fits
 _wiring: Wiring | None = None
 
 
@@ -49,9 +50,22 @@ def flush(event: bytes | str | None = None, context: Any = None) -> str:
     wiring = _instance()
     flush_all = _asks_for_all(event)
     report = flush_windows(
-        wiring.store(context), wiring.prefetcher(context), wiring.settings, time.time(), flush_all=flush_all
+        wiring.store(context),
+        wiring.prefetcher(context),
+        wiring.settings,
+        time.time(),
+        flush_all=flush_all,
+        seconds=_time_budget(context),
     )
     return json.dumps(report.as_dict())
+
+
+def _time_budget(context: Any) -> float | None:
+    """Seconds to start new batches in: the function's timeout less a margin for one slow batch."""
+    timeout = getattr(getattr(context, "function", None), "timeout", None)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        return None
+    return max(1.0, timeout - FLUSH_MARGIN_SECONDS)
 
 
 def _asks_for_all(event: bytes | str | None) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
@@ -86,15 +87,20 @@ def flush(
     *,
     flush_all: bool = False,
     owner: str | None = None,
+    seconds: float | None = None,
 ) -> FlushReport:
-    """Push every due URL of the closed windows (all windows with `flush_all`) within the day's quota."""
-    return _Flush(store, prefetcher, settings, now, owner or os.urandom(16).hex()).run(flush_all)
+    """Push every due URL of the closed windows (all windows with `flush_all`) within the day's quota,
+    starting no new batch after `seconds` (so that a flush ends cleanly inside its function's timeout)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    return _Flush(store, prefetcher, settings, now, owner or os.urandom(16).hex(), deadline).run(flush_all)
 
 
 class _Flush:
     """One flush: claim a batch, reserve its quota, push, record each URL's fate; repeat."""
 
-    def __init__(self, store: Store, prefetcher: Prefetcher, settings: Settings, now: float, owner: str) -> None:
+    def __init__(
+        self, store: Store, prefetcher: Prefetcher, settings: Settings, now: float, owner: str, deadline: float | None
+    ) -> None:
         self.store = store
         self.prefetcher = prefetcher
         self.settings = settings
@@ -103,12 +109,13 @@ class _Flush:
         self.day = quota_day(now)
         self.report = FlushReport(quota_day=self.day)
         self.account_quota_spent = False
+        self.deadline = deadline
 
     def run(self, flush_all: bool) -> FlushReport:
         max_window = None if flush_all else closed_before(self.now, self.settings.window_seconds)
         limit = self._day_limit()
         cap = self.settings.cdn.max_urls_per_call
-        while True:
+        while not self._out_of_time():
             claims = self.store.claim(
                 max_window=max_window,
                 now=self.now,
@@ -132,6 +139,9 @@ class _Flush:
         for start in range(0, len(claims), cap):
             keep_going = self._push(claims[start : start + cap])
             rest = claims[start + cap :]
+            if keep_going and rest and self._out_of_time():
+                keep_going = False
+                log.warning("flush out of time; %d claimed URLs go back to pending", len(rest))
             if self.account_quota_spent:  # the day's counter stays full: no release
                 self._defer_to_next_day(rest, "quota: the account refused")
                 return keep_going
@@ -141,6 +151,9 @@ class _Flush:
                 self._defer(rest, self.now, "not pushed: the flush stopped early", count_attempt=False)
                 return False
         return True
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def _day_limit(self) -> int:
         """The day's counter limit: daily_quota - quota_reserve, lowered to what the account still has."""

@@ -74,3 +74,23 @@ def test_a_burst_with_duplicates_needs_exactly_the_minimum_of_calls(deploy):
     assert report["pushed"] == 7000
     assert report["calls"] == math.ceil(7000 / 100) == d.double.calls("PushObjectCache")
     assert len(d.double.pushed_urls) == len(set(d.double.pushed_urls)) == 7000
+
+
+def test_a_flush_stops_starting_batches_before_the_function_times_out(deploy):
+    d = deploy(cdn={"daily_quota": 100000}, double={"quota": 100000})
+    keys = [f"big/{i}.bin" for i in range(3000)]
+    for start in range(0, len(keys), 500):
+        entry.upload(json.dumps({"events": [oss_event("my-bucket", k)["events"][0] for k in keys[start:start + 500]]}).encode())
+    d.double.inject(None, latency=0.3, probability=1.0, action="PushObjectCache")
+    context = _context()
+    context.function = SimpleNamespace(timeout=entry.FLUSH_MARGIN_SECONDS + 1)  # one second to start batches in
+
+    started = time.monotonic()
+    first = json.loads(entry.flush(b'{"all": true}', context))
+    assert time.monotonic() - started < 5
+    assert 0 < first["pushed"] < 3000 and first["error"] is None
+
+    d.double.reset_faults()
+    second = json.loads(entry.flush(b'{"all": true}', _context()))
+    assert first["pushed"] + second["pushed"] == 3000
+    assert sorted(d.double.pushed_urls) == sorted(f"https://cdn.example.com/{k}" for k in keys)
