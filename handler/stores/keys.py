@@ -97,3 +97,13 @@ def group_by_shard(urls: list[str]) -> dict[int, list[str]]:
 def may_requeue(state: str | None, keep_until: float, now: float) -> bool:
     """Whether a URL with this record may become pending (or dead-lettered) anew: the dedupe gate."""
     return state is None or (state != STATE_PENDING and keep_until <= now)
+
+
+def pending_key(window: int, url: str) -> tuple[str, str]:
+    """(pk, sk) of the URL's pending row in `window`."""
+    return pending_pk(window, shard_of(url)), url_hash(url)
+
+
+def window_entry_key(window: int, shard: int) -> tuple[str, str]:
+    """(pk, sk) of the windows index entry that says shard `shard` of `window` has rows."""
+    return windows_pk(shard), window_key(window)

@@ -15,17 +15,13 @@ condition that it is unchanged (compare-and-set), e.g. the quota counter. Two wr
 deliberately unconditioned (RowExistenceExpectation.IGNORE): re-putting a pending row and
 touching the windows index, both idempotent, keyed by hash, and checked by `ref`/`touch`.
 
-Crash safety is as in the DynamoDB store: record first, then pending row, then index; a
-repeat of the add re-puts the row of a record found pending.
+The order of writes, and so crash safety, is `keyvalue.KeyValueStore`'s: record first, then
+pending row, then index; a repeat of the add re-puts the row of a record found pending.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import time
-import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
@@ -50,10 +46,11 @@ from tablestore import (
     TableOptions,
 )
 
-from ..ports import ClaimedUrl, DeadLetter, StoreCounts, StoreError
+from ..ports import ClaimedUrl, StoreError
 from ..settings import check_endpoint
 from . import keys
 from .keys import DEAD_PK, NO_SORT_KEY, STATE_DEAD, STATE_PENDING, STATE_PUSHED
+from .keyvalue import MAX_CAS_ROUNDS, KeyValueStore, PendingRow, UrlRecord, is_stale
 
 if TYPE_CHECKING:
     from ..credentials import Credentials
@@ -64,7 +61,6 @@ TRANSIENT_CODES = frozenset({
     "OTSRowOperationConflict", "OTSOperationThrottled", "OTSQuotaExhausted",
 })
 CONDITION_FAILED = "OTSConditionCheckFail"
-MAX_CAS_ROUNDS = 64
 # The SDK logs every failed condition as an ERROR and, at DEBUG, request headers with the
 # security token: its logger is ours, and silenced; errors reach callers as StoreError.
 SDK_LOGGER = "handler.stores.tablestore.sdk"
@@ -72,43 +68,38 @@ SDK_LOGGER = "handler.stores.tablestore.sdk"
 EXIST = RowExistenceExpectation.EXPECT_EXIST
 NOT_EXIST = RowExistenceExpectation.EXPECT_NOT_EXIST
 IGNORE = RowExistenceExpectation.IGNORE
+# Column types of the URL record: a column keeps one type across writes, so reads compare alike.
+_DOUBLE_COLUMNS = frozenset({"not_before", "lease_until", "keep_until", "updated_at"})
+_INTEGER_COLUMNS = frozenset({"win", "attempts", "dead_at"})
 
 
 class _ConditionFailed(Exception):
     """A write's condition did not hold: control flow, never an error."""
 
 
-@dataclass(frozen=True)
-class _Record:
-    url: str
-    state: str
-    win: int
-    not_before: float
-    lease_owner: str | None
-    lease_until: float
-    attempts: int
-    ref: str
-    keep_until: float
-    reason: str
-    updated_at: float
-    dead_at: int
-
-
 def _columns(row: Row | None) -> dict[str, Any]:
     return {} if row is None else {c[0]: c[1] for c in row.attribute_columns or []}
 
 
-def _record(row: Row | None) -> _Record | None:
+def _record(row: Row | None) -> UrlRecord | None:
     if row is None:
         return None
     c = _columns(row)
-    return _Record(
+    return UrlRecord(
         url=c.get("url", ""), state=c.get("state", ""), win=int(c.get("win", 0)),
         not_before=float(c.get("not_before", 0.0)), lease_owner=c.get("lease_owner"),
         lease_until=float(c.get("lease_until", 0.0)), attempts=int(c.get("attempts", 0)), ref=c.get("ref", ""),
         keep_until=float(c.get("keep_until", 0.0)), reason=c.get("reason", ""),
         updated_at=float(c.get("updated_at", 0.0)), dead_at=int(c.get("dead_at", 0)),
     )
+
+
+def _record_columns(fields: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The URL record as attribute columns: times as DOUBLE, counts as INTEGER, whatever number type was given."""
+    return [
+        (name, float(v) if name in _DOUBLE_COLUMNS else int(v) if name in _INTEGER_COLUMNS else v)
+        for name, v in fields.items()
+    ]
 
 
 def _pk(pk: str, sk: str = NO_SORT_KEY) -> list[tuple[str, str]]:
@@ -133,8 +124,10 @@ def _when(expectation: str, *conditions: SingleColumnCondition) -> Condition:
     return Condition(expectation, _all(*conditions) if conditions else None)
 
 
-class TablestoreStore:
+class TablestoreStore(KeyValueStore):
     """The Store port on one Tablestore table; see the module docstring for the layout."""
+
+    NAME = "Tablestore"
 
     def __init__(
         self,
@@ -231,128 +224,107 @@ class TablestoreStore:
     def _partition(self, pk: str, **kwargs: Any) -> Iterator[Row]:
         return self._range(_pk(pk, INF_MIN), _pk(pk, INF_MAX), **kwargs)
 
-    def _record_of(self, url: str) -> _Record | None:
+    def _record_of(self, url: str) -> UrlRecord | None:
         return _record(self._get(_pk(keys.url_pk(url))))
 
-    # -- adding -------------------------------------------------------------------------------
+    # -- the primitives of KeyValueStore ------------------------------------------------------
 
-    def add_pending(self, window: int, urls: Sequence[str], now: float) -> list[str]:
-        added: list[str] = []
-        rows: list[tuple[str, int, str, float]] = []  # url, window, ref, not_before hint
-        for url in dict.fromkeys(urls):
-            ref = uuid.uuid4().hex
-            columns = [
-                ("url", url), ("state", STATE_PENDING), ("win", int(window)), ("not_before", 0.0),
-                ("lease_until", 0.0), ("attempts", 0), ("ref", ref), ("keep_until", 0.0), ("updated_at", float(now)),
-            ]
-            existing = self._put_unless_known(url, columns, now)
-            if existing is None:
-                added.append(url)
-                rows.append((url, window, ref, 0.0))
-            elif existing.state == STATE_PENDING:
-                # Already pending: its row may be missing if an earlier add crashed midway. Re-put it.
-                rows.append((url, existing.win, existing.ref, existing.not_before))
-        self._put_pending_rows(rows)
-        return added
+    def _put_record_if_absent(self, url: str, fields: Mapping[str, Any], now: float) -> bool:
+        return self._write("put_row", Row(_pk(keys.url_pk(url)), _record_columns(fields)), _when(NOT_EXIST))
 
-    def record_dead(self, window: int, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        at = keys.micros(now)
-        for url, reason in reasons.items():
-            self._put_dead_entry(url, at)  # first, so that a crash leaves only a stale pointer
-            columns = [
-                ("url", url), ("state", STATE_DEAD), ("win", int(window)), ("not_before", 0.0), ("lease_until", 0.0),
-                ("attempts", 0), ("reason", reason), ("keep_until", float(keep_until)), ("updated_at", float(now)),
-                ("dead_at", at),
-            ]
-            if self._put_unless_known(url, columns, now) is not None:
-                self._delete_dead_entry(url, at)
+    def _put_record_if_requeueable(self, url: str, fields: Mapping[str, Any], now: float) -> bool:
+        # A second write, since one condition cannot say "absent, or present with these columns".
+        return self._write("put_row", Row(_pk(keys.url_pk(url)), _record_columns(fields)), _when(
+            EXIST,
+            _is("state", STATE_PENDING, ComparatorType.NOT_EQUAL),
+            _is("keep_until", float(now), ComparatorType.LESS_EQUAL),
+        ))
 
-    def _put_unless_known(self, url: str, columns: list, now: float) -> _Record | None:
-        """Write the URL record unless it is pending or inside its dedupe horizon; None if written, else the record."""
-        pk = _pk(keys.url_pk(url))
-        for _ in range(MAX_CAS_ROUNDS):
-            if self._write("put_row", Row(pk, columns), _when(NOT_EXIST)):
-                return None
-            record = self._record_of(url)
-            if record is not None and not keys.may_requeue(record.state, record.keep_until, now):
-                return record
-            if record is not None and self._write("put_row", Row(pk, columns), _when(
-                EXIST,
-                _is("state", STATE_PENDING, ComparatorType.NOT_EQUAL),
-                _is("keep_until", float(now), ComparatorType.LESS_EQUAL),
-            )):
-                return None
-            # It changed between the write and the read: look again.
-        raise StoreError(f"Tablestore: URL record kept changing under add ({keys.url_hash(url)})")
+    def _put_pending_row(self, url: str, window: int, ref: str, not_before: float) -> None:
+        columns = [("url", url), ("win", int(window)), ("ref", ref), ("not_before", float(not_before))]
+        self._write("put_row", Row(_pk(*keys.pending_key(window, url)), columns), _when(IGNORE))
 
-    def _put_pending_rows(self, rows: list[tuple[str, int, str, float]]) -> None:
-        touched: set[tuple[int, int]] = set()
-        for url, window, ref, not_before in rows:
-            shard = keys.shard_of(url)
-            columns = [("url", url), ("win", int(window)), ("ref", ref), ("not_before", float(not_before))]
-            self._write("put_row", Row(_pk(keys.pending_pk(window, shard), keys.url_hash(url)), columns), _when(IGNORE))
-            touched.add((window, shard))
-        # After the rows: a claim that read the index before these rows appeared sees a new touch.
-        for window, shard in sorted(touched):
-            update = {"PUT": [("win", int(window)), ("touch", uuid.uuid4().hex)]}
-            self._write("update_row", Row(_pk(keys.windows_pk(shard), keys.window_key(window)), update), _when(IGNORE))
+    def _delete_pending_row(self, url: str, window: int, ref: str) -> None:
+        self._write("delete_row", Row(_pk(*keys.pending_key(window, url))), _when(EXIST, _is("ref", ref)))
 
-    # -- claiming -----------------------------------------------------------------------------
+    def _touch_window_entry(self, window: int, shard: int, touch: str) -> None:
+        update = {"PUT": [("win", int(window)), ("touch", touch)]}
+        self._write("update_row", Row(_pk(*keys.window_entry_key(window, shard)), update), _when(IGNORE))
 
-    def claim(
-        self, *, max_window: int | None, now: float, limit: int, owner: str, lease_seconds: float
-    ) -> list[ClaimedUrl]:
-        claims: list[ClaimedUrl] = []
-        if limit <= 0:
-            return claims
-        due = _is("not_before", float(now), ComparatorType.LESS_EQUAL)
-        for window, shard, touch in self._indexed_windows(max_window):
-            pk = keys.pending_pk(window, shard)
-            seen = False
-            for row in self._partition(pk, column_filter=due, page=max(2 * limit, 25)):
-                seen = True
-                claimed = self._lease(row, now=now, owner=owner, lease_seconds=lease_seconds)
-                if claimed is not None:
-                    claims.append(claimed)
-                    if len(claims) >= limit:
-                        return claims
-            if not seen and next(self._partition(pk, columns=["ref"], page=1), None) is None:
-                self._write(
-                    "delete_row", Row(_pk(keys.windows_pk(shard), keys.window_key(window))),
-                    _when(EXIST, _is("touch", touch)),
-                )
-        return claims
+    def _window_entries(self, shard: int, max_window: int | None) -> Iterator[tuple[int, str]]:
+        for row in self._partition(keys.windows_pk(shard), columns=["win", "touch"]):
+            c = _columns(row)
+            if max_window is None or c["win"] <= max_window:
+                yield int(c["win"]), c["touch"]
 
-    def _indexed_windows(self, max_window: int | None) -> list[tuple[int, int, str]]:
-        """(window, shard, touch) of every index entry up to max_window, oldest window first."""
-        found = []
-        for shard in range(keys.SHARDS):
-            for row in self._partition(keys.windows_pk(shard), columns=["win", "touch"]):
-                c = _columns(row)
-                if max_window is None or c["win"] <= max_window:
-                    found.append((int(c["win"]), shard, c["touch"]))
-        return sorted(found)
+    def _delete_window_entry(self, window: int, shard: int, touch: str) -> None:
+        self._write("delete_row", Row(_pk(*keys.window_entry_key(window, shard))), _when(EXIST, _is("touch", touch)))
 
-    def _lease(self, row: Row, *, now: float, owner: str, lease_seconds: float) -> ClaimedUrl | None:
-        c = _columns(row)
-        url, ref = c["url"], c["ref"]
-        record = self._record_of(url)
-        if record is None or record.state != STATE_PENDING or record.ref != ref:
-            # Stale: the URL was pushed, dead-lettered or re-queued since this row was written.
-            self._write("delete_row", Row(row.primary_key), _when(EXIST, _is("ref", ref)))
+    def _due_rows(self, window: int, shard: int, *, now: float, page_size: int) -> Iterator[PendingRow | None]:
+        pk = keys.pending_pk(window, shard)
+        seen = False
+        for row in self._partition(pk, column_filter=_is("not_before", float(now), ComparatorType.LESS_EQUAL),
+                                   page=page_size):
+            seen = True
+            c = _columns(row)
+            yield PendingRow(url=c["url"], window=window, ref=c["ref"])
+        # The filter hides rows not due yet: the shard is empty only if an unfiltered read finds nothing.
+        if not seen and next(self._partition(pk, columns=["ref"], page=1), None) is None:
+            yield None
+
+    def _lease(self, row: PendingRow, *, now: float, owner: str, lease_seconds: float) -> ClaimedUrl | None:
+        # Read first: the lease is conditioned on the attempts read, which an update cannot return here.
+        record = self._record_of(row.url)
+        if is_stale(row, record):
+            self._delete_pending_row(row.url, row.window, row.ref)
             return None
         if record.lease_until > now or record.not_before > now:
             return None  # leased to someone else, or not due yet
         update = {"PUT": [("lease_owner", owner), ("lease_until", float(now + lease_seconds)), ("updated_at", float(now))]}
-        taken = self._write("update_row", Row(_pk(keys.url_pk(url)), update), _when(
+        taken = self._write("update_row", Row(_pk(keys.url_pk(row.url)), update), _when(
             EXIST,
             _is("state", STATE_PENDING),
-            _is("ref", ref),
+            _is("ref", row.ref),
             _is("lease_until", float(now), ComparatorType.LESS_EQUAL),
             _is("not_before", float(now), ComparatorType.LESS_EQUAL),
             _is("attempts", record.attempts),  # so the attempts we report are the ones we leased
         ))
-        return ClaimedUrl(url=url, window=record.win, attempts=record.attempts) if taken else None
+        return ClaimedUrl(url=row.url, window=record.win, attempts=record.attempts) if taken else None
+
+    def _put_dead_entry(self, url: str, at: int) -> None:
+        self._write("put_row", Row(_pk(DEAD_PK, keys.dead_sk(at, url)), [("url", url), ("at", at)]), _when(NOT_EXIST))
+
+    def _delete_dead_entry(self, url: str, at: int) -> None:
+        self._write("delete_row", Row(_pk(DEAD_PK, keys.dead_sk(at, url))), _when(EXIST))
+
+    def _dead_entries(self, *, page_size: int) -> Iterator[tuple[str, int]]:
+        entries = self._range(
+            _pk(DEAD_PK, INF_MAX), _pk(DEAD_PK, INF_MIN), columns=["url", "at"], direction=Direction.BACKWARD,
+            page=page_size,
+        )
+        for entry in entries:
+            c = _columns(entry)
+            yield c["url"], int(c["at"])
+
+    def _record_states(self) -> Iterator[tuple[str, float, float]]:
+        # URL records are one contiguous key range: every pk from "url#" up to (not including) "url$".
+        start, end = _pk(keys.URL_PREFIX, INF_MIN), _pk(keys.URL_PREFIX[:-1] + "$", INF_MIN)
+        for row in self._range(start, end, columns=["state", "not_before", "keep_until"]):
+            c = _columns(row)
+            yield c.get("state"), c.get("not_before", 0.0), c.get("keep_until", 0.0)
+
+    def _count_pending(self, window: int, shard: int) -> int:
+        return sum(1 for _ in self._partition(keys.pending_pk(window, shard), columns=["ref"]))
+
+    def _used(self, day: str) -> tuple[int, bool]:
+        columns = _columns(self._get(_pk(keys.quota_pk(day)), ["used"]))
+        return (int(columns["used"]), True) if "used" in columns else (0, False)
+
+    def _set_used(self, day: str, old: int, exists: bool, new: int) -> bool:
+        pk = _pk(keys.quota_pk(day))
+        if not exists:
+            return self._write("put_row", Row(pk, [("used", new)]), _when(NOT_EXIST))
+        return self._write("update_row", Row(pk, {"PUT": [("used", new)]}), _when(EXIST, _is("used", old)))
 
     # -- settling claimed URLs ----------------------------------------------------------------
 
@@ -371,7 +343,7 @@ class TablestoreStore:
                 same = (_is("ref", old.ref),) if old.ref else (_is("state", old.state), _is("updated_at", old.updated_at))
                 change = Row(_pk(keys.url_pk(url)), {**update, "PUT": update["PUT"] + [("task_id", task_id)]})
                 if self._write("update_row", change, _when(EXIST, *same)):
-                    self._delete_pending_row(url, old)
+                    self._delete_row_of(url, old)
                     break
 
     def mark_dead(self, owner: str, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
@@ -389,7 +361,7 @@ class TablestoreStore:
             if self._write("update_row", Row(_pk(keys.url_pk(url)), update), _when(
                 EXIST, _is("state", STATE_PENDING), _is("lease_owner", owner), _is("ref", old.ref),
             )):
-                self._delete_pending_row(url, old)
+                self._delete_row_of(url, old)
             else:
                 self._delete_dead_entry(url, at)
 
@@ -411,106 +383,14 @@ class TablestoreStore:
                     _is("attempts", old.attempts),
                 )):
                     # The row's copy of not_before lets claim skip deferred rows without reading their records.
-                    hint = Row(_pk(keys.pending_pk(old.win, keys.shard_of(url)), keys.url_hash(url)),
-                               {"PUT": [("not_before", float(not_before))]})
+                    hint = Row(_pk(*keys.pending_key(old.win, url)), {"PUT": [("not_before", float(not_before))]})
                     self._write("update_row", hint, _when(EXIST, _is("ref", old.ref)))
                     break
 
-    def _delete_pending_row(self, url: str, old: _Record) -> None:
-        if old.state == STATE_PENDING and old.ref:
-            pk = _pk(keys.pending_pk(old.win, keys.shard_of(url)), keys.url_hash(url))
-            self._write("delete_row", Row(pk), _when(EXIST, _is("ref", old.ref)))
-
-    def _put_dead_entry(self, url: str, at: int) -> None:
-        self._write("put_row", Row(_pk(DEAD_PK, keys.dead_sk(at, url)), [("url", url), ("at", at)]), _when(NOT_EXIST))
-
-    def _delete_dead_entry(self, url: str, at: int) -> None:
-        self._write("delete_row", Row(_pk(DEAD_PK, keys.dead_sk(at, url))), _when(EXIST))
-
-    # -- quota --------------------------------------------------------------------------------
-
-    def reserve_quota(self, day: str, wanted: int, limit: int) -> int:
-        if wanted <= 0:
-            return 0
-        for round_ in range(MAX_CAS_ROUNDS):
-            used, exists = self._used(day)
-            granted = max(0, min(wanted, limit - used))
-            if granted == 0:
-                return 0
-            if self._set_used(day, used, exists, used + granted):
-                return granted
-            _backoff(round_)
-        raise StoreError(f"Tablestore: quota counter {day} too contended")
-
-    def release_quota(self, day: str, amount: int) -> None:
-        if amount <= 0:
-            return
-        for round_ in range(MAX_CAS_ROUNDS):
-            used, exists = self._used(day)
-            if not exists or used == 0:
-                return
-            if self._set_used(day, used, exists, max(0, used - amount)):
-                return
-            _backoff(round_)
-        raise StoreError(f"Tablestore: quota counter {day} too contended")
-
-    def _used(self, day: str) -> tuple[int, bool]:
-        columns = _columns(self._get(_pk(keys.quota_pk(day)), ["used"]))
-        return (int(columns["used"]), True) if "used" in columns else (0, False)
-
-    def _set_used(self, day: str, old: int, exists: bool, new: int) -> bool:
-        """Compare-and-set: the counter becomes `new` only if it still is `old` (or still absent)."""
-        pk = _pk(keys.quota_pk(day))
-        if not exists:
-            return self._write("put_row", Row(pk, [("used", new)]), _when(NOT_EXIST))
-        return self._write("update_row", Row(pk, {"PUT": [("used", new)]}), _when(EXIST, _is("used", old)))
-
-    def quota_used(self, day: str) -> int:
-        return self._used(day)[0]
-
-    # -- flush-on-full and reports ------------------------------------------------------------
+    # -- flush-on-full ------------------------------------------------------------------------
 
     def request_flush(self, window: int) -> bool:
         return self._write("put_row", Row(_pk(keys.flush_pk(window)), [("win", int(window))]), _when(NOT_EXIST))
-
-    def pending_in_window(self, window: int) -> int:
-        return sum(
-            1 for shard in range(keys.SHARDS) for _ in self._partition(keys.pending_pk(window, shard), columns=["ref"])
-        )
-
-    def counts(self, now: float) -> StoreCounts:
-        pending = deferred = pushed = dead = 0
-        # URL records are one contiguous key range: every pk from "url#" up to (not including) "url$".
-        start, end = _pk(keys.URL_PREFIX, INF_MIN), _pk(keys.URL_PREFIX[:-1] + "$", INF_MIN)
-        for row in self._range(start, end, columns=["state", "not_before", "keep_until"]):
-            c = _columns(row)
-            state = c.get("state")
-            if state == STATE_PENDING:
-                pending += 1
-                deferred += c.get("not_before", 0.0) > now
-            elif state == STATE_PUSHED and c.get("keep_until", 0.0) > now:
-                pushed += 1
-            elif state == STATE_DEAD and c.get("keep_until", 0.0) > now:
-                dead += 1
-        return StoreCounts(pending=pending, deferred=int(deferred), pushed=pushed, dead=dead)
-
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        letters: list[DeadLetter] = []
-        if limit <= 0:
-            return letters
-        entries = self._range(
-            _pk(DEAD_PK, INF_MAX), _pk(DEAD_PK, INF_MIN), columns=["url", "at"], direction=Direction.BACKWARD,
-            page=max(limit, 25),
-        )
-        for entry in entries:
-            c = _columns(entry)
-            at = int(c["at"])
-            if len(letters) >= limit and keys.micros(letters[-1].at) != at:
-                break  # past the last time that may still tie
-            record = self._record_of(c["url"])
-            if record is not None and record.state == STATE_DEAD and record.dead_at == at:
-                letters.append(DeadLetter(record.url, record.reason, record.win, record.updated_at))
-        return sorted(letters, key=lambda d: (-d.at, d.url))[:limit]
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -538,8 +418,3 @@ class _FewRetries(tablestore.DefaultRetryPolicy):
 
     max_retry_times = 3
     max_retry_delay = 1
-
-
-def _backoff(round_: int) -> None:
-    """A short jittered pause between lost compare-and-set rounds, so racing callers spread out."""
-    time.sleep(random.uniform(0, min(0.05, 0.002 * (round_ + 1))))
