@@ -86,8 +86,6 @@ def tick_limit(trace: Trace, urls_per_key: int, cap: int, window_seconds: int = 
 
 
 def run(trace: Trace) -> Efficiency:
-    from handler.prewarm import flush
-
     payloads = _payloads(trace)
     unique_keys = trace.unique_keys
     unique_urls = unique_keys * len(rig.DOMAINS)

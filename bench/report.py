@@ -93,7 +93,7 @@ def efficiency_rows(e, quick: bool = False) -> tuple[list[Row], list[str]]:
 
 def ingest_rows(sqlite, dynamodb, dynamodb_missing: str | None) -> list[Row]:
     rows = [
-        Row(f"ingest, SQLite: upload events/s through handler.entry.upload (p50 / p99 per event)",
+        Row("ingest, SQLite: upload events/s through handler.entry.upload (p50 / p99 per event)",
             f"{n(sqlite.events_per_second)}/s", f"p50 {ms(sqlite.p50_ms)}, p99 {ms(sqlite.p99_ms)}",
             f"median of {sqlite.runs} x {n(sqlite.events)} events; first event {ms(sqlite.first_ms)}", INFO),
     ]

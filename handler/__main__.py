@@ -15,10 +15,8 @@ from .events import parse_event
 from .planning import parse_instant, quota_day, quota_grant
 from .ports import StoreError
 from .prewarm import flush, ingest
-from .settings import ConfigError, load_settings
+from .settings import load_settings
 from .wiring import Wiring
-
-log = logging.getLogger("handler.cli")
 
 
 class CliError(Exception):
@@ -35,10 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         now = _now(args.now)
         settings = load_settings(args.config)
         return args.run(args, Wiring(settings), now)
-    except (CliError, ConfigError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # credentials missing, a bad store URL, ...
+    except (CliError, StoreError, ValueError) as exc:  # ConfigError, missing credentials, a bad store URL, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -118,7 +113,8 @@ def _cmd_dead_letters(args, wiring: Wiring, now: float) -> int:
     letters = wiring.store().dead_letters(args.limit)
     if args.json:
         print(json.dumps([letter.__dict__ for letter in letters], ensure_ascii=False))
-    for letter in [] if args.json else letters:
+        return 0
+    for letter in letters:
         at = datetime.fromtimestamp(letter.at, timezone.utc).isoformat()
         print(f"{at}  {letter.url}  {letter.reason}")
     return 0

@@ -52,7 +52,7 @@ def test_a_malformed_event_is_logged_and_dropped(deploy, payload, caplog):
 
 
 def test_a_store_failure_raises_so_fc_retries(deploy, tmp_path, monkeypatch):
-    d = deploy()
+    deploy()
     blocked = tmp_path / "a-directory"
     blocked.mkdir()
     monkeypatch.setenv("PREWARM_STORE", f"sqlite:///{blocked}")
