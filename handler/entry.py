@@ -27,7 +27,8 @@ _wiring: Wiring | None = None
 def _instance() -> Wiring:
     global _wiring
     if _wiring is None:
-        logging.getLogger("handler").setLevel(os.environ.get("PREWARM_LOG_LEVEL", "INFO").upper())
+        level = os.environ.get("PREWARM_LOG_LEVEL", "INFO").upper()
+        logging.getLogger("handler").setLevel(level if isinstance(logging.getLevelName(level), int) else "INFO")
         _wiring = Wiring(load_settings())
     return _wiring
 
