@@ -11,13 +11,16 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .events import parse_event
 from .prewarm import flush as flush_windows
 from .prewarm import ingest
-from .settings import load_settings
+from .settings import Settings, load_settings
 from .wiring import Wiring
+
+if TYPE_CHECKING:
+    from .ports import Store
 
 log = logging.getLogger("handler.entry")
 FLUSH_MARGIN_SECONDS = 25  # a batch with the client's full retry budget (20 s by default) still fits
@@ -39,9 +42,10 @@ def upload(event: bytes | str, context: Any = None) -> str:
     parsed = parse_event(event, include_append=wiring.settings.include_append)
     for skipped in parsed.skipped:
         log.warning("event record %s skipped: %s", skipped.index, skipped.reason)
-    report = ingest(parsed.records, wiring.settings, wiring.store(context), now=time.time())
+    store = wiring.store(context)
+    report = ingest(parsed.records, wiring.settings, store, now=time.time())
     if report.added:
-        _request_flush_if_full(wiring, report.window, context)
+        _request_flush_if_full(wiring.settings, store, report.window, context)
     log.info("ingest %s", report.as_dict())
     return json.dumps(report.as_dict())
 
@@ -80,11 +84,9 @@ def _asks_for_all(event: bytes | str | None) -> bool:
         return False
 
 
-def _request_flush_if_full(wiring: Wiring, window: int, context: Any) -> None:
-    settings = wiring.settings
+def _request_flush_if_full(settings: Settings, store: Store, window: int, context: Any) -> None:
     if settings.flush_function is None:
         return
-    store = wiring.store(context)
     if store.pending_in_window(window) < settings.cdn.max_urls_per_call or not store.request_flush(window):
         return
     from .flush_request import request_flush  # only the one invocation that asks pays for fc2

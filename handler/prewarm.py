@@ -180,7 +180,8 @@ class _Flush:
         self.store.release_quota(self.day, not_accepted)
         if outcome.error is None:
             return True
-        return self._after_error(outcome, [c for c in claims if c.url in set(outcome.unpushed)])
+        unpushed = set(outcome.unpushed)
+        return self._after_error(outcome, [c for c in claims if c.url in unpushed])
 
     def _after_error(self, outcome: PushOutcome, unpushed: list[ClaimedUrl]) -> bool:
         error = outcome.error

@@ -93,10 +93,9 @@ def load_settings(path: "str | os.PathLike[str] | None" = None, env: Mapping[str
         data = _parse_text(source, "json", f"${CONFIG_ENV}")
     else:
         data = _read_file(source)
-    settings = parse_settings(data)
-    if env.get(STORE_ENV):
-        settings = parse_settings({**data, "store": env[STORE_ENV]})
-    return settings
+    if env.get(STORE_ENV) and isinstance(data, Mapping):
+        data = {**data, "store": env[STORE_ENV]}
+    return parse_settings(data)
 
 
 def _read_file(path: str) -> Any:
