@@ -8,10 +8,7 @@ writes can do atomically.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, Protocol, Sequence
-
-if TYPE_CHECKING:
-    from .cdn.errors import CdnError
+from typing import Mapping, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -97,6 +94,103 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+class Problem:
+    """What kind of failure stopped a CDN call: the outcome classes the core acts on, whatever the API's code."""
+
+    NOT_ACCEPTED = "not_accepted"  # no connection, not fully sent, or an answer with an error Code:
+    #                                the API took nothing; quota is given back; retry with backoff
+    AMBIGUOUS = "ambiguous"  # sent, no answer: maybe accepted; quota kept until a task lookup settles it
+    QUOTA_SPENT = "quota_spent"  # the account's daily quota of this kind is used up
+    CONFIG = "config"  # credentials, permissions, account: nothing succeeds until a person fixes it
+
+
+@dataclass(frozen=True)
+class CallProblem:
+    """Why a CDN call did not go through: one of the Problem kinds, with the API's code and message."""
+
+    kind: str  # a Problem constant
+    code: str  # the API's Code, or a Local.* code for failures on our side
+    message: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.message else self.code
+
+
+class CdnCallFailed(Exception):
+    """A read from the CDN API (task status, quota) failed; carries the problem, never a credential."""
+
+    def __init__(self, problem: CallProblem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+@dataclass
+class SubmitOutcome:
+    """What became of URLs handed to PushObjectCache or RefreshObjectCaches.
+
+    Every input URL is in exactly one of accepted, rejected, unsent or ambiguous.
+    """
+
+    accepted: dict[str, str] = field(default_factory=dict)  # url -> task id
+    rejected: dict[str, str] = field(default_factory=dict)  # url -> "Code: message", refused for good
+    unsent: list[str] = field(default_factory=list)  # surely not accepted; see `problem`
+    ambiguous: list[str] = field(default_factory=list)  # sent, answer lost: maybe accepted
+    problem: CallProblem | None = None  # what stopped the submission early, if anything
+    calls: int = 0  # API calls made, retries included
+    sent_at: float | None = None  # epoch seconds just before the ambiguous call went out
+
+
+# Task kinds, as DescribeRefreshTaskById reports ObjectType.
+TASK_PRELOAD = "preload"
+TASK_REFRESH = "file"
+# Task states, as the API reports Status.
+TASK_COMPLETE = "Complete"
+TASK_FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """One URL of a prefetch or refresh task, as the API reports it."""
+
+    task_id: str
+    url: str  # ObjectPath as the API gives it back
+    kind: str  # TASK_PRELOAD | TASK_REFRESH | "directory" | ...
+    status: str  # "Complete" | "Refreshing" | "Pending" | "Failed"
+    created_at: float | None = None  # epoch seconds
+    description: str = ""  # why it failed, when it did
+
+
+@dataclass(frozen=True)
+class AccountQuota:
+    """What the account has left today (DescribeRefreshQuota); None where the API did not say."""
+
+    preload_remain: int | None
+    refresh_remain: int | None
+    preload_quota: int | None = None
+    refresh_quota: int | None = None
+
+
+class CdnApi(Protocol):
+    """The CDN API as the core needs it. Submissions never raise; reads raise CdnCallFailed."""
+
+    def push(self, urls: Sequence[str]) -> SubmitOutcome:
+        """PushObjectCache in as few calls as the API allows, isolating bad URLs."""
+
+    def refresh(self, urls: Sequence[str]) -> SubmitOutcome:
+        """RefreshObjectCaches (ObjectType=File) in as few calls as the API allows, isolating bad URLs."""
+
+    def task_statuses(self, task_ids: Sequence[str]) -> list[TaskStatus]:
+        """DescribeRefreshTaskById, 10 ids a call; ids the API no longer knows are simply absent."""
+
+    def find_tasks(self, url: str, kind: str, since: float) -> list[TaskStatus]:
+        """DescribeRefreshTasks for one URL and kind created at or after `since` (epoch seconds)."""
+
+    def account_quota(self) -> AccountQuota:
+        """DescribeRefreshQuota."""
+
+
+# -- the pre-lifecycle prefetch port, removed once the flush runs on CdnApi --------------
+
 @dataclass
 class PushOutcome:
     """What became of a list of URLs handed to the CDN: each is in exactly one of pushed, rejected or unpushed."""
@@ -104,7 +198,7 @@ class PushOutcome:
     pushed: dict[str, str] = field(default_factory=dict)  # url -> task id
     rejected: dict[str, str] = field(default_factory=dict)  # url -> "Code: message"
     unpushed: list[str] = field(default_factory=list)  # not accepted; see `error`
-    error: CdnError | None = None  # what stopped the push early, if anything
+    error: "object | None" = None  # what stopped the push early, if anything
     calls: int = 0  # PushObjectCache calls made, retries included
     maybe_accepted: list[str] = field(default_factory=list)  # part of `unpushed` whose call's answer was lost
 

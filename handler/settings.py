@@ -33,6 +33,8 @@ class CdnSettings:
     max_urls_per_call: int = 100
     daily_quota: int = 1000
     quota_reserve: int = 0
+    max_urls_per_refresh: int = 1000  # RefreshObjectCaches' per-call cap (and at most 10 domains a call)
+    daily_refresh_quota: int = 10000  # the account's daily URL refresh quota
     area: str | None = None
     l2_preload: bool | None = None
     with_header: str | None = None  # JSON text of extra prefetch request headers
@@ -76,10 +78,16 @@ class Settings:
     store: str = DEFAULT_STORE
     cdn: CdnSettings = field(default_factory=CdnSettings)
     lease_seconds: int = 300
-    dedupe_seconds: int = 86400
+    # How long a URL's version is remembered: cover the CDN's longest cache time, or an overwrite
+    # after it is not recognised as one (and the CDN keeps serving the old copy).
+    dedupe_seconds: int = 30 * 86400
     retry_after_seconds: int = 60
+    give_up_after_seconds: int = 3 * 86400  # a URL failing (not refused) this long is dead-lettered
     max_attempts: int = 8
     include_append: bool = False
+    refresh_before_prefetch: str = "auto"  # auto | always | never
+    on_delete: str = "refresh"  # refresh | ignore
+    refresh_settle_seconds: int = 360  # prefetch this long after a refresh whose status cannot be read
     flush_function: FlushFunction | None = None
 
 
@@ -145,10 +153,14 @@ def parse_settings(data: Any) -> Settings:
         store=store,
         cdn=cdn,
         lease_seconds=top.integer("lease_seconds", 300, minimum=1),
-        dedupe_seconds=top.integer("dedupe_seconds", 86400, minimum=0),
+        dedupe_seconds=top.integer("dedupe_seconds", 30 * 86400, minimum=0),
         retry_after_seconds=top.integer("retry_after_seconds", 60, minimum=0),
+        give_up_after_seconds=top.integer("give_up_after_seconds", 3 * 86400, minimum=0),
         max_attempts=top.integer("max_attempts", 8, minimum=1),
         include_append=top.boolean("include_append", False),
+        refresh_before_prefetch=top.choice("refresh_before_prefetch", "auto", ("auto", "always", "never")),
+        on_delete=top.choice("on_delete", "refresh", ("refresh", "ignore")),
+        refresh_settle_seconds=top.integer("refresh_settle_seconds", 360, minimum=0),
         flush_function=flush_function,
     )
     top.finish()
@@ -176,6 +188,8 @@ def _parse_cdn(section: "_Section") -> CdnSettings:
         max_urls_per_call=section.integer("max_urls_per_call", 100, minimum=1, maximum=1000),
         daily_quota=section.integer("daily_quota", 1000, minimum=1),
         quota_reserve=section.integer("quota_reserve", 0, minimum=0),
+        max_urls_per_refresh=section.integer("max_urls_per_refresh", 1000, minimum=1, maximum=1000),
+        daily_refresh_quota=section.integer("daily_refresh_quota", 10000, minimum=1),
         area=area,
         l2_preload=section.optional_boolean("l2_preload"),
         with_header=with_header,
@@ -336,6 +350,12 @@ class _Section:
             raise ConfigError(f"{self._name(key)}: must be at least {minimum}, not {value}")
         if maximum is not None and value > maximum:
             raise ConfigError(f"{self._name(key)}: must be at most {maximum}, not {value}")
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.string(key, default)
+        if value not in choices:
+            raise ConfigError(f"{self._name(key)}: must be one of {' | '.join(choices)}, not {value!r}")
+        return value
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.get(key, default)
