@@ -1,4 +1,4 @@
-"""The ports the core owns: the state store and the CDN prefetch API.
+"""The ports the core owns: the state store and the CDN API.
 
 Adapters implement these; the core (`prewarm`) only ever talks to them. Nothing
 here assumes SQL: every operation is one a key-value store with conditional
@@ -8,14 +8,17 @@ writes can do atomically.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from .lifecycle import UrlState
 
 
-@dataclass(frozen=True)
-class ClaimedUrl:
-    url: str
-    window: int
-    attempts: int  # failed push attempts before this claim
+Change = Callable[["UrlState | None"], "UrlState | None"]
+"""A pure transition: the URL's new state (None: forget it), or the very state given (no change)."""
+
+PREFETCH = "preload"  # quota counters: the daily prefetch quota
+REFRESH = "refresh"  # and the daily URL refresh quota
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,15 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class StoreCounts:
-    pending: int  # waiting to be pushed, claimed or not, due now or deferred
-    deferred: int  # pending whose not_before is still in the future
-    pushed: int  # pushed and still inside the dedupe horizon
-    dead: int  # dead-lettered and still inside the dedupe horizon
+    pending: int  # waiting to be refreshed or pushed (pending and ready), due now or deferred
+    deferred: int  # pending, told to wait (quota, back-off) rather than for its window
+    refreshing: int  # waiting on a refresh task before their prefetch
+    pushed: int  # prefetch submitted, its task not yet seen to end
+    verified: int  # prefetch task completed, inside the remembering horizon
+    unverified: int  # prefetch task never seen to end within the API's 3 days
+    dead: int  # dead-lettered, inside the remembering horizon
+    failed_tasks: int  # URLs whose refresh or prefetch task ended Failed at least once
+    deferred_reasons: Mapping[str, int] = field(default_factory=dict)  # reason (without times) -> URLs
 
 
 class StoreError(Exception):
@@ -39,47 +47,32 @@ class StoreError(Exception):
 
 
 class Store(Protocol):
-    """Shared state of every invocation: pending URLs by window, leases, quota counters, dead letters.
+    """Shared state of every invocation: one state per URL (lifecycle.UrlState), quota counters, flush requests.
 
-    A URL has one record: pending (optionally claimed under a lease), pushed, or dead.
-    Every method is atomic per URL (and per quota day) under concurrent callers.
+    `update` is the only way a URL's state changes: read, apply a pure transition, write on
+    condition that nothing changed in between (retrying the transition if it did).
     """
 
-    def add_pending(self, window: int, urls: Sequence[str], now: float) -> list[str]:
-        """Make each URL pending in `window` unless it already has a record that is pending,
-        or pushed/dead with `keep_until > now`. Idempotent. Returns the URLs newly added."""
+    def update(self, changes: Mapping[str, Change], now: float) -> dict[str, "UrlState | None"]:
+        """Apply each URL's transition atomically; returns the new state of every URL whose state changed."""
 
     def claim(
         self, *, max_window: int | None, now: float, limit: int, owner: str, lease_seconds: float
-    ) -> list[ClaimedUrl]:
-        """Take up to `limit` pending URLs with window <= max_window (any window if None) that are
-        due (`not_before <= now`) and not under another live lease (`lease_until > now`), oldest
-        window first. Each is leased to `owner` until `now + lease_seconds`; no URL is ever held
-        by two live leases."""
+    ) -> list["UrlState"]:
+        """Lease up to `limit` URLs in an active phase (lifecycle.ACTIVE) that are due (`not_before <= now`),
+        in a window <= max_window (any if None) and not under another live lease, oldest window first.
+        No URL is ever held by two live leases."""
 
-    def mark_pushed(self, task_ids: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        """Record URLs as pushed with their task id; they stay known (deduped) until `keep_until`."""
+    def states(self, urls: Sequence[str]) -> dict[str, "UrlState"]:
+        """The current state of each URL that has one."""
 
-    def mark_dead(self, owner: str, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        """Dead-letter URLs still leased to `owner`, each with its reason."""
+    def reserve_quota(self, counter: str, day: str, wanted: int, limit: int) -> int:
+        """Atomically add up to `wanted` to the day's counter without passing `limit`; returns what was granted."""
 
-    def record_dead(self, window: int, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        """Dead-letter URLs refused before they could be queued (too long to prefetch, say),
-        unless they already have a record that is pending, or pushed/dead with keep_until > now."""
+    def release_quota(self, counter: str, day: str, amount: int) -> None:
+        """Give back quota reserved for URLs the API did not accept (never below 0)."""
 
-    def defer(
-        self, owner: str, urls: Sequence[str], *, not_before: float, reason: str, count_attempt: bool
-    ) -> None:
-        """Release URLs still leased to `owner` back to pending, due again at `not_before`,
-        remembering `reason`; `count_attempt` adds one to their failed attempts."""
-
-    def reserve_quota(self, day: str, wanted: int, limit: int) -> int:
-        """Atomically add up to `wanted` to the day's counter without passing `limit`; returns what was granted (0..wanted)."""
-
-    def release_quota(self, day: str, amount: int) -> None:
-        """Give back quota reserved for URLs the API definitely did not accept (never below 0)."""
-
-    def quota_used(self, day: str) -> int: ...
+    def quota_used(self, counter: str, day: str) -> int: ...
 
     def counts(self, now: float) -> StoreCounts: ...
 

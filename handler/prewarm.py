@@ -1,8 +1,8 @@
-"""The imperative shell: ingest upload records into windows, flush closed windows to the CDN.
+"""The imperative shell: ingest object records into URL states, flush due URLs through the CDN API.
 
-Decisions (which URLs, which window, how much quota) come from the pure modules;
-this file only sequences them over the Store and Prefetcher ports, so that every
-URL ends pushed, deferred with a reason, or dead-lettered with a reason.
+Decisions come from the pure modules (`lifecycle` for a URL's next state, `planning` for
+windows and quota); this file only sequences them over the Store and CdnApi ports, so that
+every URL ends verified, deferred with a reason, or dead-lettered with a reason.
 """
 
 from __future__ import annotations
@@ -11,28 +11,35 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Sequence
+from functools import partial
+from typing import Callable, Sequence
 
-from .cdn.errors import FatalConfigError, QuotaExhaustedError
-from .events import ObjectCreated
+from . import lifecycle as lc
+from .events import ObjectRecord, ObjectRemoved
+from .lifecycle import UrlState
 from .planning import closed_before, next_quota_day_start, quota_day, quota_grant, window_of
-from .ports import ClaimedUrl, Prefetcher, PushOutcome, Store
+from .ports import (
+    PREFETCH, REFRESH, TASK_COMPLETE, TASK_FAILED, TASK_PRELOAD, TASK_REFRESH, AccountQuota, CdnApi,
+    CdnCallFailed, Change, Problem, Store, SubmitOutcome, TaskStatus,
+)
 from .settings import Settings
 from .urls import urls_for
 
 log = logging.getLogger("handler.prewarm")
 
-# Claim and reserve quota for several batches per store round trip; each batch is still marked
-# as soon as its own call returns.
+# Claim several batches' worth per store round trip; each batch is still recorded as soon as its call returns.
 BATCHES_PER_CLAIM = 10
+# A call whose answer was lost and whose task the API does not list this long after is taken as not accepted.
+AMBIGUITY_SETTLE_SECONDS = 120
 
 
 @dataclass
 class IngestReport:
     records: int = 0
     urls: int = 0  # URLs the records mapped to, duplicates included
-    added: int = 0  # newly pending (the rest were already known)
+    added: int = 0  # URLs given new work: a first prefetch, or a refresh and prefetch of a new version
+    purges: int = 0  # deleted URLs queued for a refresh that purges the CDN's copy
+    cancelled: int = 0  # deleted URLs whose prefetch was not sent yet: dropped at no quota
     refused: int = 0  # dead-lettered at once (cannot be prefetched)
     unmatched: int = 0  # records no rule applies to
     window: int = 0
@@ -44,44 +51,87 @@ class IngestReport:
 @dataclass
 class FlushReport:
     quota_day: str
-    pushed: int = 0
-    calls: int = 0
+    pushed: int = 0  # URLs whose prefetch the API accepted
+    refreshed: int = 0  # URLs whose refresh the API accepted
+    verified: int = 0  # prefetch tasks seen to complete
+    resolved: int = 0  # calls whose answer was lost, settled by a task lookup
+    calls: int = 0  # PushObjectCache calls, retries included
+    refresh_calls: int = 0  # RefreshObjectCaches calls, retries included
     deferred: int = 0
     dead: int = 0
     task_ids: list[str] = field(default_factory=list)
-    maybe_duplicated: int = 0  # deferred URLs whose call may have been accepted anyway
     error: str | None = None  # what stopped the flush early, if anything
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def ingest(records: Sequence[ObjectCreated], settings: Settings, store: Store, now: float) -> IngestReport:
-    """Map records to URLs and add them to the pending set of the window `now` falls in."""
+def ingest(records: Sequence[ObjectRecord], settings: Settings, store: Store, now: float) -> IngestReport:
+    """Turn uploads and deletes into state changes of their URLs, in the window `now` falls in."""
     report = IngestReport(records=len(records), window=window_of(now, settings.window_seconds))
-    urls: list[str] = []
-    refused: dict[str, str] = {}
+    steps: dict[str, list[Change]] = {}
+    mode = settings.refresh_before_prefetch
     for record in records:
         mapped = urls_for(record, settings.rules)
         if not mapped.urls and not mapped.refused:
             report.unmatched += 1
             log.info("no rule matches bucket=%r key=%r: ignored", record.bucket, record.key)
-        urls.extend(mapped.urls)
-        refused.update(mapped.refused)
-    report.urls = len(urls) + len(refused)
-    if urls:
-        report.added = len(store.add_pending(report.window, urls, now))
-    if refused:
-        for url, reason in refused.items():
+        report.urls += len(mapped.urls) + len(mapped.refused)
+        if isinstance(record, ObjectRemoved):
+            if settings.on_delete == "ignore":
+                continue
+            for url in mapped.urls:
+                steps.setdefault(url, []).append(partial(lc.removed, url=url, window=report.window, now=now, mode=mode))
+            continue
+        for url in mapped.urls:
+            steps.setdefault(url, []).append(
+                partial(lc.written, url=url, version=record.version, window=report.window, now=now, mode=mode)
+            )
+        for url, reason in mapped.refused.items():
             log.error("dead-lettered %s: %s", url[:200], reason)
-        store.record_dead(report.window, refused, now=now, keep_until=now + settings.dedupe_seconds)
-        report.refused = len(refused)
+            steps.setdefault(url, []).append(
+                partial(_unpushable, url=url, reason=reason, window=report.window, now=now,
+                        keep_until=now + settings.dedupe_seconds)
+            )
+    if not steps:
+        return report
+    before: dict[str, UrlState | None] = {}
+    changed = store.update({url: _chain(url, chain, before) for url, chain in steps.items()}, now)
+    for url, new in changed.items():
+        old = before.get(url)
+        if new is None:
+            report.cancelled += 1
+        elif new.phase == lc.DEAD and (old is None or old.phase != lc.DEAD):
+            report.refused += 1
+        elif new.phase == lc.PENDING and new.version is None:
+            report.purges += old is None or old.version is not None
+        elif new.phase == lc.PENDING and (old is None or old.phase in lc.SETTLED or old.phase == lc.PUSHED):
+            report.added += 1
     return report
+
+
+def _chain(url: str, steps: list[Change], before: dict) -> Change:
+    """One transition made of several (a payload may name a URL more than once), noting the state it met."""
+
+    def change(state: UrlState | None) -> UrlState | None:
+        before[url] = state
+        for step in steps:
+            state = step(state)
+        return state if state != before[url] else before[url]
+
+    return change
+
+
+def _unpushable(state, *, url, reason, window, now, keep_until):
+    """A URL no CDN call can take (too long, not ASCII after encoding): dead-lettered unless already known."""
+    if lc.is_known(state, now):
+        return state
+    return lc.dead(UrlState(url, lc.DEAD, window), reason, now=now, keep_until=keep_until)
 
 
 def flush(
     store: Store,
-    prefetcher: Prefetcher,
+    cdn: CdnApi,
     settings: Settings,
     now: float,
     *,
@@ -89,142 +139,239 @@ def flush(
     owner: str | None = None,
     seconds: float | None = None,
 ) -> FlushReport:
-    """Push every due URL of the closed windows (all windows with `flush_all`) within the day's quota,
+    """Do every due thing: check tasks, refresh overwritten URLs, prefetch the rest within the day's quotas,
     starting no new batch after `seconds` (so that a flush ends cleanly inside its function's timeout)."""
     deadline = None if seconds is None else time.monotonic() + seconds
-    return _Flush(store, prefetcher, settings, now, owner or os.urandom(16).hex(), deadline).run(flush_all)
+    return _Flush(store, cdn, settings, now, owner or os.urandom(16).hex(), deadline).run(flush_all)
 
 
 class _Flush:
-    """One flush: claim a batch, reserve its quota, push, record each URL's fate; repeat."""
+    """One flush: claim due URLs, then per claimed group check tasks, refresh, push; repeat."""
 
-    def __init__(
-        self, store: Store, prefetcher: Prefetcher, settings: Settings, now: float, owner: str, deadline: float | None
-    ) -> None:
+    def __init__(self, store: Store, cdn: CdnApi, settings: Settings, now: float, owner: str, deadline: float | None):
         self.store = store
-        self.prefetcher = prefetcher
+        self.cdn = cdn
         self.settings = settings
         self.now = now
         self.owner = owner
+        self.deadline = deadline
         self.day = quota_day(now)
         self.report = FlushReport(quota_day=self.day)
-        self.account_quota_spent = False
-        self.deadline = deadline
+        self.keep_until = now + settings.dedupe_seconds
+        self._account: AccountQuota | None = None
+        self._account_read = False
+        self._spent: set[str] = set()  # quota counters the account said are used up today
+        self._stopped = False
 
     def run(self, flush_all: bool) -> FlushReport:
         max_window = None if flush_all else closed_before(self.now, self.settings.window_seconds)
-        limit = self._day_limit()
-        cap = self.settings.cdn.max_urls_per_call
-        while not self._out_of_time():
+        cap = max(self.settings.cdn.max_urls_per_call, 1)
+        while not self._stopped:
+            if self._out_of_time():
+                log.warning("flush out of time; the rest waits for the next flush")
+                break
             claims = self.store.claim(
-                max_window=max_window,
-                now=self.now,
-                limit=cap * BATCHES_PER_CLAIM,
-                owner=self.owner,
+                max_window=max_window, now=self.now, limit=cap * BATCHES_PER_CLAIM, owner=self.owner,
                 lease_seconds=self.settings.lease_seconds,
             )
             if not claims:
                 break
-            granted = self.store.reserve_quota(self.day, len(claims), limit)
-            if granted < len(claims):
-                self._defer_to_next_day(claims[granted:], f"quota: the {self.day} limit of {limit} URLs is used")
-            if not self._push_claimed(claims[:granted], cap):
-                break
+            self._check([s for s in claims if s.phase in (lc.REFRESHING, lc.PUSHED)])
+            refreshes = [s for s in claims if s.phase == lc.PENDING and s.refresh]
+            pushes = [s for s in claims if s.phase == lc.READY or (s.phase == lc.PENDING and not s.refresh)]
+            self._submit(REFRESH, refreshes)
+            self._submit(PREFETCH, pushes)
         log.info("flush %s", self.report.as_dict())
         return self.report
 
-    def _push_claimed(self, claims: Sequence[ClaimedUrl], cap: int) -> bool:
-        """Push claimed URLs a batch at a time, recording each batch's fate as soon as its call
-        returns, so that a crash can repeat at most one batch; False when the flush should stop."""
+    # -- submitting ---------------------------------------------------------------------------
+
+    def _submit(self, counter: str, claims: list[UrlState]) -> None:
+        """Refresh or push claimed URLs in batches under the day's quota; each batch recorded as its call returns."""
+        if counter == PREFETCH:
+            gone = [s for s in claims if s.version is None]  # deleted with nothing left to purge
+            self._apply({s.url: partial(lc.forgotten, owner=self.owner, now=self.now) for s in gone})
+            claims = [s for s in claims if s.version is not None]
+        cap = self.settings.cdn.max_urls_per_call if counter == PREFETCH else self.settings.cdn.max_urls_per_refresh
         for start in range(0, len(claims), cap):
-            keep_going = self._push(claims[start : start + cap])
-            rest = claims[start + cap :]
-            if keep_going and rest and self._out_of_time():
-                keep_going = False
-                log.warning("flush out of time; %d claimed URLs go back to pending", len(rest))
-            if self.account_quota_spent:  # the day's counter stays full: no release
-                self._defer_to_next_day(rest, "quota: the account refused")
-                return keep_going
-            if not keep_going:
-                if rest:
-                    self.store.release_quota(self.day, len(rest))
-                self._defer(rest, self.now, "not pushed: the flush stopped early", count_attempt=False)
-                return False
-        return True
+            batch = claims[start : start + cap]
+            if self._stopped or self._out_of_time() or counter in self._spent:
+                why = "quota: the account's daily quota is used up" if counter in self._spent else "flush stopped early"
+                self._release(batch, self._next_day() if counter in self._spent else self.now, why)
+                continue
+            granted = self.store.reserve_quota(counter, self.day, len(batch), self._limit(counter))
+            if granted < len(batch):
+                self._release(batch[granted:], self._next_day(), f"quota: today's {_kind(counter)} limit is used")
+                batch = batch[:granted]
+            if batch:
+                self._send(counter, batch)
+
+    def _send(self, counter: str, batch: list[UrlState]) -> None:
+        urls = [s.url for s in batch]
+        outcome = self.cdn.push(urls) if counter == PREFETCH else self.cdn.refresh(urls)
+        by_url = {s.url: s for s in batch}
+        if counter == PREFETCH:
+            self.report.calls += outcome.calls
+        else:
+            self.report.refresh_calls += outcome.calls
+        self.store.release_quota(counter, self.day, len(outcome.rejected) + len(outcome.unsent))
+        changes: dict[str, Change] = {}
+        sent_at = outcome.sent_at if outcome.sent_at is not None else self.now
+        for url, task_id in outcome.accepted.items():
+            changes[url] = self._accepted(counter, by_url[url], task_id, self.now)
+        for url in outcome.ambiguous:
+            changes[url] = self._accepted(counter, by_url[url], None, sent_at)
+        for url, reason in outcome.rejected.items():
+            log.error("dead-lettered %s: %s", url, reason)
+            changes[url] = partial(lc.refused, owner=self.owner, reason=reason, now=self.now, keep_until=self.keep_until)
+        changes.update(self._unsent_changes(counter, outcome))
+        self._apply(changes)
+        if counter == PREFETCH:
+            self.report.pushed += len(outcome.accepted)
+        else:
+            self.report.refreshed += len(outcome.accepted)
+        self.report.dead += len(outcome.rejected)
+        self.report.task_ids.extend(dict.fromkeys(outcome.accepted.values()))
+
+    def _accepted(self, counter: str, state: UrlState, task_id: str | None, at: float) -> Change:
+        if counter == REFRESH:
+            return partial(lc.refresh_accepted, owner=self.owner, task_id=task_id, now=at)
+        return partial(
+            lc.push_accepted, owner=self.owner, task_id=task_id, pushed=state.version, now=at,
+            mode=self.settings.refresh_before_prefetch,
+        )
+
+    def _unsent_changes(self, counter: str, outcome: SubmitOutcome) -> dict[str, Change]:
+        problem = outcome.problem
+        if not outcome.unsent or problem is None:
+            return {}
+        self.report.deferred += len(outcome.unsent)
+        if problem.kind == Problem.QUOTA_SPENT:
+            # The account says today is spent: fill our counter too, so no flusher tries again today.
+            limit = self._limit(counter)
+            self.store.reserve_quota(counter, self.day, limit, limit)
+            self._spent.add(counter)
+            why, at = f"quota: the account refused ({problem.code})", self._next_day()
+            return {u: partial(lc.released, owner=self.owner, not_before=at, reason=why, now=self.now) for u in outcome.unsent}
+        if problem.kind == Problem.CONFIG:
+            self.report.error = str(problem)
+            self._stopped = True
+            log.error("flush stopped, fix the configuration: %s", problem)
+            why = f"not sent: {problem.code}"
+            return {u: partial(lc.released, owner=self.owner, not_before=self.now, reason=why, now=self.now) for u in outcome.unsent}
+        # Not accepted: back-pressure or an outage. Back off per URL; give up only after a long time.
+        self.report.error = str(problem)
+        self._stopped = True
+        log.warning("flush paused by %s; %d URLs back off", problem, len(outcome.unsent))
+        return {
+            u: partial(lc.not_accepted, owner=self.owner, reason=problem.code, now=self.now,
+                       give_up_after=self.settings.give_up_after_seconds)
+            for u in outcome.unsent
+        }
+
+    def _limit(self, counter: str) -> int:
+        """The day's counter limit: our own daily limit, lowered to what the account still has."""
+        cdn = self.settings.cdn
+        used = self.store.quota_used(counter, self.day)
+        account = self._account_quota()
+        if counter == PREFETCH:
+            remain = account.preload_remain if account else None
+            return used + quota_grant(cdn.daily_limit, used, cdn.daily_limit, remain, cdn.quota_reserve)
+        remain = account.refresh_remain if account else None
+        return used + quota_grant(cdn.daily_refresh_quota, used, cdn.daily_refresh_quota, remain, 0)
+
+    def _account_quota(self) -> AccountQuota | None:
+        """The account's quota, read once per flush and only when a batch is about to go out."""
+        if not self._account_read:
+            self._account_read = True
+            try:
+                self._account = self.cdn.account_quota()
+            except CdnCallFailed as exc:
+                log.warning("cannot read the account's quota: %s", exc)
+        return self._account
+
+    # -- checking tasks -----------------------------------------------------------------------
+
+    def _check(self, claims: list[UrlState]) -> None:
+        if not claims:
+            return
+        known = [s for s in claims if s.task_id]
+        statuses: dict[str, list[TaskStatus]] | None = {}
+        if known:
+            try:
+                for task in self.cdn.task_statuses(sorted({s.task_id for s in known})):
+                    statuses.setdefault(task.task_id, []).append(task)
+            except CdnCallFailed as exc:
+                log.warning("cannot read task statuses: %s", exc)
+                statuses = None
+        changes: dict[str, Change] = {}
+        for state in known:
+            changes[state.url] = self._after_check(state, statuses)
+        for state in claims:
+            if not state.task_id:
+                changes[state.url] = self._resolve(state)
+        self._apply(changes)
+
+    def _after_check(self, state: UrlState, statuses: dict[str, list[TaskStatus]] | None) -> Change:
+        running = partial(
+            lc.task_running, owner=self.owner, now=self.now, settle_seconds=self.settings.refresh_settle_seconds,
+            keep_until=self.keep_until,
+        )
+        if statuses is None:
+            return running
+        mine = [t for t in statuses.get(state.task_id, []) if same_url(t.url, state.url)] or statuses.get(state.task_id, [])
+        if any(t.status == TASK_FAILED for t in mine):
+            description = next((t.description for t in mine if t.status == TASK_FAILED), "")
+            return partial(lc.task_failed, owner=self.owner, description=description, now=self.now,
+                           give_up_after=self.settings.give_up_after_seconds)
+        if mine and all(t.status == TASK_COMPLETE for t in mine):
+            if state.phase == lc.PUSHED:
+                self.report.verified += 1
+            return partial(lc.task_completed, owner=self.owner, now=self.now, keep_until=self.keep_until)
+        return running
+
+    def _resolve(self, state: UrlState) -> Change:
+        """A call whose answer was lost: find its task, or after a while take it as not accepted."""
+        kind = TASK_REFRESH if state.phase == lc.REFRESHING else TASK_PRELOAD
+        try:
+            found = [t for t in self.cdn.find_tasks(state.url, kind, state.task_at - 5) if same_url(t.url, state.url)]
+        except CdnCallFailed as exc:
+            log.warning("cannot look up the task of %s: %s", state.url, exc)
+            found = None
+        if found:
+            self.report.resolved += 1
+            return partial(lc.task_found, owner=self.owner, task_id=found[0].task_id, now=self.now)
+        if found is not None and self.now - state.task_at >= AMBIGUITY_SETTLE_SECONDS:
+            self.report.resolved += 1
+            self.store.release_quota(REFRESH if kind == TASK_REFRESH else PREFETCH, quota_day(state.task_at), 1)
+            return partial(lc.task_lost, owner=self.owner, now=self.now)
+        return partial(lc.task_running, owner=self.owner, now=self.now, settle_seconds=float("inf"),
+                       keep_until=self.keep_until)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _apply(self, changes: dict[str, Change]) -> None:
+        if changes:
+            self.store.update(changes, self.now)
+
+    def _release(self, claims: list[UrlState], not_before: float, reason: str) -> None:
+        self.report.deferred += len(claims)
+        self._apply({
+            s.url: partial(lc.released, owner=self.owner, not_before=not_before, reason=reason, now=self.now)
+            for s in claims
+        })
+
+    def _next_day(self) -> float:
+        return next_quota_day_start(self.now)
 
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def _day_limit(self) -> int:
-        """The day's counter limit: daily_quota - quota_reserve, lowered to what the account still has."""
-        cdn = self.settings.cdn
-        used = self.store.quota_used(self.day)
-        remain = self.prefetcher.remaining_quota()
-        return used + quota_grant(cdn.daily_limit, used, cdn.daily_limit, remain, cdn.quota_reserve)
 
-    def _push(self, claims: Sequence[ClaimedUrl]) -> bool:
-        """Push one batch and record the fate of each URL; False when the flush should stop."""
-        outcome = self.prefetcher.push([c.url for c in claims])
-        report = self.report
-        report.calls += outcome.calls
-        if outcome.pushed:
-            self.store.mark_pushed(
-                outcome.pushed, now=self.now, keep_until=self.now + self.settings.dedupe_seconds
-            )
-            report.pushed += len(outcome.pushed)
-            report.task_ids.extend(dict.fromkeys(outcome.pushed.values()))
-        if outcome.rejected:
-            self._dead(outcome.rejected)
-        # The API accepted none of these, except perhaps those of a call whose answer was lost.
-        not_accepted = len(outcome.rejected) + len(outcome.unpushed) - len(outcome.maybe_accepted)
-        self.store.release_quota(self.day, not_accepted)
-        if outcome.error is None:
-            return True
-        unpushed = set(outcome.unpushed)
-        return self._after_error(outcome, [c for c in claims if c.url in unpushed])
+def _kind(counter: str) -> str:
+    return "prefetch" if counter == PREFETCH else "refresh"
 
-    def _after_error(self, outcome: PushOutcome, unpushed: list[ClaimedUrl]) -> bool:
-        error = outcome.error
-        self.report.maybe_duplicated += len(outcome.maybe_accepted)
-        if isinstance(error, QuotaExhaustedError):
-            # The account says the day is spent: fill our counter up to the day's limit (no flusher's
-            # limit is higher), so that no flusher tries again today and `status` shows 0 left.
-            daily_limit = self.settings.cdn.daily_limit
-            self.store.reserve_quota(self.day, daily_limit, daily_limit)
-            self.account_quota_spent = True
-            self._defer_to_next_day(unpushed, f"quota: the account refused ({error.code})")
-            return True
-        if isinstance(error, FatalConfigError):
-            self.report.error = str(error)
-            log.error("flush stopped, fix the configuration: %s", error)
-            self._defer(unpushed, self.now, f"not pushed: {error.code}", count_attempt=False)
-            return False
-        self.report.error = str(error)
-        log.warning("flush paused by %s; %d URLs retry on a later flush", error, len(unpushed))
-        retry_at = self.now + self.settings.retry_after_seconds
-        exhausted = [c for c in unpushed if c.attempts + 1 >= self.settings.max_attempts]
-        if exhausted:
-            self._dead({c.url: f"gave up after {c.attempts + 1} attempts: {error}" for c in exhausted})
-        retry = [c for c in unpushed if c not in exhausted]
-        self._defer(retry, retry_at, f"retry: {error.code}", count_attempt=True)
-        return False
 
-    def _defer_to_next_day(self, claims: Sequence[ClaimedUrl], reason: str) -> None:
-        next_day = next_quota_day_start(self.now)
-        at = datetime.fromtimestamp(next_day, timezone.utc).isoformat()
-        self._defer(claims, next_day, f"{reason}; retry after {at}", count_attempt=False)
-
-    def _defer(self, claims: Sequence[ClaimedUrl], not_before: float, reason: str, *, count_attempt: bool) -> None:
-        if claims:
-            self.store.defer(
-                self.owner, [c.url for c in claims], not_before=not_before, reason=reason, count_attempt=count_attempt
-            )
-            self.report.deferred += len(claims)
-
-    def _dead(self, reasons: dict[str, str]) -> None:
-        for url, reason in reasons.items():
-            log.error("dead-lettered %s: %s", url, reason)
-        self.store.mark_dead(
-            self.owner, reasons, now=self.now, keep_until=self.now + self.settings.dedupe_seconds
-        )
-        self.report.dead += len(reasons)
+def same_url(reported: str, ours: str) -> bool:
+    """Whether the API's ObjectPath names our URL: it may drop or change the scheme."""
+    return reported.split("://", 1)[-1] == ours.split("://", 1)[-1]

@@ -1,13 +1,8 @@
 """DynamoDB store: the Store port on one table (keys `pk`, `sk`, both strings), shared by every invocation.
 
-Rows and keys are those of `keys.py`. The URL record (`url#H`) is the authority on a URL:
-
-    url, state (pending|pushed|dead), win, not_before, lease_owner, lease_until, attempts,
-    ref, reason, task_id, keep_until, updated_at, dead_at (µs), expires_at (TTL)
-
-`ref` is a fresh token each time a URL becomes pending; its pending row carries the same
-token. A pending row whose ref differs from its record's (or whose record is no longer
-pending) is stale and is deleted by `claim`, never pushed.
+Rows and keys are those of `keys.py`. The URL record (`url#H`) holds the URL's lifecycle state
+as flat attributes (`lifecycle.UrlState.to_fields`), its tokens `ref` and `rev`, `dead_at` (µs)
+and, once settled, `expires_at` for DynamoDB's TTL.
 
 Every write is conditional (a ConditionExpression); a failed condition is control flow.
 The order of writes, and so crash safety, is `keyvalue.KeyValueStore`'s; this module
@@ -19,18 +14,19 @@ from __future__ import annotations
 import re
 import time
 from decimal import Decimal
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..ports import ClaimedUrl, StoreError
+from ..lifecycle import ACTIVE
+from ..ports import StoreError
 from ..settings import check_endpoint
 from . import keys
-from .keys import DEAD_PK, NO_SORT_KEY, STATE_DEAD, STATE_PENDING, STATE_PUSHED
-from .keyvalue import KeyValueStore, PendingRow, UrlRecord, is_stale
+from .keys import DEAD_PK, NO_SORT_KEY
+from .keyvalue import KeyValueStore, PendingRow, StoredRecord, record_from_fields
 
 TRANSIENT_CODES = frozenset({
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
@@ -58,16 +54,16 @@ def _str(item: Mapping[str, dict], name: str, default: str = "") -> str:
     return item[name]["S"] if name in item else default
 
 
-def _record(item: Mapping[str, dict] | None) -> UrlRecord | None:
-    if not item:
-        return None
-    return UrlRecord(
-        url=_str(item, "url"), state=_str(item, "state"), win=int(_num(item, "win")),
-        not_before=_num(item, "not_before"), lease_owner=_str(item, "lease_owner") or None,
-        lease_until=_num(item, "lease_until"),
-        attempts=int(_num(item, "attempts")), ref=_str(item, "ref"), keep_until=_num(item, "keep_until"),
-        reason=_str(item, "reason"), updated_at=_num(item, "updated_at"), dead_at=int(_num(item, "dead_at")),
-    )
+def _fields(item: Mapping[str, dict]) -> dict[str, Any]:
+    """An item's attributes as plain values: strings as str, numbers as int or float."""
+    fields: dict[str, Any] = {}
+    for name, value in item.items():
+        if "S" in value:
+            fields[name] = value["S"]
+        elif "N" in value:
+            text = value["N"]
+            fields[name] = float(text) if any(c in text for c in ".eE") else int(text)
+    return fields
 
 
 def _key(pk: str, sk: str = NO_SORT_KEY) -> dict:
@@ -80,10 +76,10 @@ def _expires_at(keep_until: float) -> int:
 
 
 def _record_item(url: str, fields: Mapping[str, Any]) -> dict:
-    """The URL record as an item; a settled one (not pending) also gets its TTL."""
+    """The URL record as an item; a settled one (not active) also gets its TTL."""
     item = {**_key(keys.url_pk(url)), **{name: _s(v) if isinstance(v, str) else _n(v) for name, v in fields.items()}}
-    if fields["state"] != STATE_PENDING:
-        item["expires_at"] = _n(_expires_at(fields["keep_until"]))
+    if fields["phase"] not in ACTIVE:
+        item["expires_at"] = _n(_expires_at(fields.get("keep_until", 0)))
     return item
 
 
@@ -187,19 +183,18 @@ class DynamoDbStore(KeyValueStore):
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _record_of(self, url: str) -> UrlRecord | None:
-        return _record(self._get(_key(keys.url_pk(url))))
+    def _read_record(self, url: str) -> StoredRecord | None:
+        item = self._get(_key(keys.url_pk(url)))
+        return record_from_fields(_fields(item)) if item else None
 
     # -- the primitives of KeyValueStore ------------------------------------------------------
 
-    def _put_record_if_absent(self, url: str, fields: Mapping[str, Any], now: float) -> bool:
-        # One condition covers both cases, so the base's second try (_put_record_if_requeueable) is never needed.
-        return self._write(
-            "put_item",
-            "attribute_not_exists(pk) OR (state <> :pending AND keep_until <= :now)",
-            {":pending": _s(STATE_PENDING), ":now": _n(now)},
-            Item=_record_item(url, fields),
-        ) is not None
+    def _put_record(self, url: str, fields: Mapping[str, Any], rev: str | None) -> bool:
+        condition, values = ("attribute_not_exists(pk)", None) if rev is None else ("rev = :rev", {":rev": _s(rev)})
+        return self._write("put_item", condition, values, Item=_record_item(url, fields)) is not None
+
+    def _delete_record(self, url: str, rev: str) -> bool:
+        return self._write("delete_item", "rev = :rev", {":rev": _s(rev)}, Key=_key(keys.url_pk(url))) is not None
 
     def _put_pending_row(self, url: str, window: int, ref: str, not_before: float) -> None:
         item = {
@@ -246,24 +241,6 @@ class DynamoDbStore(KeyValueStore):
         if scanned == 0:
             yield None
 
-    def _lease(self, row: PendingRow, *, now: float, owner: str, lease_seconds: float) -> ClaimedUrl | None:
-        # Lease first and read only on failure: the common case is one write.
-        answer = self._write(
-            "update_item",
-            "state = :pending AND ref = :ref AND lease_until <= :now AND not_before <= :now",
-            {":pending": _s(STATE_PENDING), ":ref": _s(row.ref), ":now": _n(now),
-             ":owner": _s(owner), ":until": _n(now + lease_seconds)},
-            Key=_key(keys.url_pk(row.url)),
-            UpdateExpression="SET lease_owner = :owner, lease_until = :until, updated_at = :now",
-            ReturnValues="ALL_NEW",
-        )
-        if answer is not None:
-            record = _record(answer["Attributes"])
-            return ClaimedUrl(url=row.url, window=record.win, attempts=record.attempts)
-        if is_stale(row, self._record_of(row.url)):
-            self._delete_pending_row(row.url, row.window, row.ref)
-        return None  # else leased to someone else, or not due yet
-
     def _put_dead_entry(self, url: str, at: int) -> None:
         self._write(
             "put_item", "attribute_not_exists(pk)", None,
@@ -278,17 +255,16 @@ class DynamoDbStore(KeyValueStore):
             for entry in page.get("Items", []):
                 yield _str(entry, "url"), int(_num(entry, "at"))
 
-    def _record_states(self) -> Iterator[tuple[str, float, float]]:
-        (filter_, projection), names = _named("begins_with(pk, :prefix)", "state, not_before, keep_until")
+    def _record_fields(self) -> Iterator[dict[str, Any]]:
+        (filter_,), names = _named("begins_with(pk, :prefix)")
         request: dict[str, Any] = dict(
-            TableName=self.table, FilterExpression=filter_, ProjectionExpression=projection,
-            ExpressionAttributeNames=names, ExpressionAttributeValues={":prefix": _s(keys.URL_PREFIX)},
-            ConsistentRead=True,
+            TableName=self.table, FilterExpression=filter_, ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":prefix": _s(keys.URL_PREFIX)}, ConsistentRead=True,
         )
         while True:
             page = self._call("scan", **request)
             for item in page.get("Items", []):
-                yield _str(item, "state"), _num(item, "not_before"), _num(item, "keep_until")
+                yield _fields(item)
             if "LastEvaluatedKey" not in page:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -296,84 +272,23 @@ class DynamoDbStore(KeyValueStore):
     def _count_pending(self, window: int, shard: int) -> int:
         return sum(page.get("Count", 0) for page in self._query(keys.pending_pk(window, shard), Select="COUNT"))
 
-    def _used(self, day: str) -> tuple[int, bool]:
-        item = self._get(_key(keys.quota_pk(day)))
+    def _used(self, name: str) -> tuple[int, bool]:
+        item = self._get(_key(name))
         return (int(_num(item, "used")), True) if item and "used" in item else (0, False)
 
-    def _set_used(self, day: str, old: int, exists: bool, new: int) -> bool:
+    def _set_used(self, name: str, old: int, exists: bool, new: int) -> bool:
         condition = "used = :old" if exists else "attribute_not_exists(used)"
         values = {":new": _n(new), **({":old": _n(old)} if exists else {})}
         return self._write(
-            "update_item", condition, values, Key=_key(keys.quota_pk(day)), UpdateExpression="SET used = :new",
+            "update_item", condition, values, Key=_key(name), UpdateExpression="SET used = :new",
         ) is not None
 
-    def _reserve_in_one_write(self, day: str, wanted: int, limit: int) -> bool:
+    def _reserve_in_one_write(self, name: str, wanted: int, limit: int) -> bool:
         return self._write(
             "update_item", "attribute_not_exists(used) OR used <= :room",
             {":room": _n(limit - wanted), ":wanted": _n(wanted), ":zero": _n(0)},
-            Key=_key(keys.quota_pk(day)), UpdateExpression="SET used = if_not_exists(used, :zero) + :wanted",
+            Key=_key(name), UpdateExpression="SET used = if_not_exists(used, :zero) + :wanted",
         ) is not None
-
-    # -- settling claimed URLs ----------------------------------------------------------------
-
-    def mark_pushed(self, task_ids: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        for url, task_id in task_ids.items():
-            answer = self._write(
-                "update_item",
-                "attribute_exists(pk)",
-                {":pushed": _s(STATE_PUSHED), ":task": _s(task_id), ":keep": _n(keep_until), ":zero": _n(0),
-                 ":now": _n(now), ":expires": _n(_expires_at(keep_until))},
-                Key=_key(keys.url_pk(url)),
-                UpdateExpression="SET state = :pushed, task_id = :task, keep_until = :keep, lease_until = :zero,"
-                " updated_at = :now, expires_at = :expires REMOVE lease_owner, reason",
-                ReturnValues="ALL_OLD",
-            )
-            if answer is not None:
-                self._delete_row_of(url, _record(answer["Attributes"]))
-
-    def mark_dead(self, owner: str, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        at = keys.micros(now)
-        for url, reason in reasons.items():
-            self._put_dead_entry(url, at)
-            answer = self._write(
-                "update_item",
-                "state = :pending AND lease_owner = :owner",
-                {":pending": _s(STATE_PENDING), ":owner": _s(owner), ":dead": _s(STATE_DEAD), ":reason": _s(reason),
-                 ":keep": _n(keep_until), ":zero": _n(0), ":now": _n(now), ":at": _n(at),
-                 ":expires": _n(_expires_at(keep_until))},
-                Key=_key(keys.url_pk(url)),
-                UpdateExpression="SET state = :dead, reason = :reason, keep_until = :keep, lease_until = :zero,"
-                " updated_at = :now, dead_at = :at, expires_at = :expires REMOVE lease_owner",
-                ReturnValues="ALL_OLD",
-            )
-            if answer is None:
-                self._delete_dead_entry(url, at)  # not ours to kill
-            else:
-                self._delete_row_of(url, _record(answer["Attributes"]))
-
-    def defer(
-        self, owner: str, urls: Sequence[str], *, not_before: float, reason: str, count_attempt: bool
-    ) -> None:
-        for url in dict.fromkeys(urls):
-            answer = self._write(
-                "update_item",
-                "state = :pending AND lease_owner = :owner",
-                {":pending": _s(STATE_PENDING), ":owner": _s(owner), ":nb": _n(not_before), ":reason": _s(reason),
-                 ":zero": _n(0), ":add": _n(int(count_attempt))},
-                Key=_key(keys.url_pk(url)),
-                UpdateExpression="SET not_before = :nb, reason = :reason, lease_until = :zero,"
-                " attempts = attempts + :add REMOVE lease_owner",
-                ReturnValues="ALL_NEW",
-            )
-            if answer is None:
-                continue
-            record = _record(answer["Attributes"])
-            # The row's copy of not_before lets claim skip deferred rows without reading their records.
-            self._write(
-                "update_item", "ref = :ref", {":ref": _s(record.ref), ":nb": _n(not_before)},
-                Key=_key(*keys.pending_key(record.win, url)),
-                UpdateExpression="SET not_before = :nb",
-            )
 
     # -- flush-on-full ------------------------------------------------------------------------
 

@@ -3,11 +3,11 @@
 Every row of the store is one of these (`H` = hex SHA-1 of the URL, `W` = window, `S` = shard):
 
     pk                      sk           what                                         written by
-    url#H                   -            the URL record: the authority on its state   add_pending, record_dead, claim, ...
-    pending#W#S             H            a pending row: "URL H may be due in W"        add_pending (deleted once pushed/dead)
-    windows#S               W            the windows index: shard S of W has rows      add_pending (deleted by claim when empty)
-    dead                    T#H          a dead-letter entry, newest last (T = µs)     mark_dead, record_dead
-    quota#DAY               -            the day's quota counter (`used`)              reserve_quota, release_quota
+    url#H                   -            the URL record: its lifecycle state           update, claim
+    pending#W#S             H            a due row: "URL H may be due in W"            update (while the URL is active)
+    windows#S               W            the windows index: shard S of W has rows      update (deleted by claim when empty)
+    dead                    T#H          a dead-letter entry, newest last (T = µs)     update (while the URL is dead)
+    quota#C#DAY             -            counter C's quota used that day (`used`)      reserve_quota, release_quota
     flush#W                 -            "an early flush of W was requested"           request_flush
 
 Why this shape:
@@ -27,9 +27,6 @@ from __future__ import annotations
 import hashlib
 
 SHARDS = 16
-STATE_PENDING = "pending"
-STATE_PUSHED = "pushed"
-STATE_DEAD = "dead"
 NO_SORT_KEY = "-"  # the sort key of rows that are alone in their partition
 DEAD_PK = "dead"
 URL_PREFIX = "url#"
@@ -69,8 +66,8 @@ def windows_pk(shard: int) -> str:
     return f"windows#{shard:02d}"
 
 
-def quota_pk(day: str) -> str:
-    return f"quota#{day}"
+def quota_pk(counter: str, day: str) -> str:
+    return f"quota#{counter}#{day}"
 
 
 def flush_pk(window: int) -> str:
@@ -92,11 +89,6 @@ def group_by_shard(urls: list[str]) -> dict[int, list[str]]:
     for url in urls:
         groups.setdefault(shard_of(url), []).append(url)
     return groups
-
-
-def may_requeue(state: str | None, keep_until: float, now: float) -> bool:
-    """Whether a URL with this record may become pending (or dead-lettered) anew: the dedupe gate."""
-    return state is None or (state != STATE_PENDING and keep_until <= now)
 
 
 def pending_key(window: int, url: str) -> tuple[str, str]:

@@ -4,11 +4,13 @@
 when to retry; an adapter says how one read or one conditional write is done with its SDK,
 and translates that SDK's errors. Rows and keys are those of `keys.py`. No SDK is imported here.
 
-Crash safety: add_pending writes the record, then the pending row, then touches the
-windows index. A crash in between leaves a pending record without its row; the retried
-invocation finds the record pending and re-puts its row and index entry (idempotent).
-`claim` deletes an index entry only if the shard has no rows and nobody touched the entry
-since it was read, so an entry can never vanish under a row written after the read.
+A URL's record holds its lifecycle state plus two tokens: `rev`, new on every write, which
+each write is conditioned on (compare-and-set), and `ref`, new each time the URL needs a due
+row (it becomes active, or moves window), copied onto that row. Crash safety comes from the
+order of writes: a new due row (and its windows index touch) is written before the record that
+points to it, and an old row is deleted only after; a crash leaves at worst a row whose ref is
+not its record's, which `claim` recognises as stale and deletes. `claim` deletes an index entry
+only if the shard has no rows and nobody touched the entry since it was read.
 """
 
 from __future__ import annotations
@@ -20,59 +22,36 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
-from ..ports import ClaimedUrl, DeadLetter, StoreCounts, StoreError
+from ..lifecycle import ACTIVE, DEAD, UrlState, leased
+from ..ports import Change, DeadLetter, StoreCounts, StoreError
 from . import keys
-from .keys import STATE_DEAD, STATE_PENDING, STATE_PUSHED
+from .reports import count_states, dead_letter
 
 MAX_CAS_ROUNDS = 64  # a compare-and-set that loses this often is contended beyond reason
 
 
 @dataclass(frozen=True)
-class UrlRecord:
-    """The URL record as read: the authority on the URL's state."""
-
-    url: str
-    state: str
-    win: int
-    not_before: float
-    lease_owner: str | None
-    lease_until: float
-    attempts: int
-    ref: str
-    keep_until: float
-    reason: str
-    updated_at: float
-    dead_at: int
-
-
-@dataclass(frozen=True)
 class PendingRow:
-    """A pending row as read: the URL may be due in `window`, as long as `ref` is still its record's."""
+    """A due row as read: the URL may be due in `window`, as long as `ref` is still its record's."""
 
     url: str
     window: int
     ref: str
 
 
-def pending_fields(url: str, window: int, ref: str, now: float) -> dict[str, Any]:
-    """The attributes of a URL record that has just become pending, in the order they are written."""
-    return {
-        "url": url, "state": STATE_PENDING, "win": window, "not_before": 0, "lease_until": 0, "attempts": 0,
-        "ref": ref, "keep_until": 0, "updated_at": now,
-    }
+@dataclass(frozen=True)
+class StoredRecord:
+    """A URL record as read: its state and the tokens the next conditional write needs."""
+
+    state: UrlState
+    ref: str  # the token of its due row ("" when it has none)
+    rev: str  # the token every write of this record is conditioned on
+    dead_at: int  # µs of its dead-letter entry (0 when it has none)
 
 
-def dead_fields(url: str, window: int, reason: str, *, now: float, keep_until: float, at: int) -> dict[str, Any]:
-    """The attributes of a URL record dead-lettered before it was ever queued, in the order they are written."""
-    return {
-        "url": url, "state": STATE_DEAD, "win": window, "not_before": 0, "lease_until": 0, "attempts": 0,
-        "reason": reason, "keep_until": keep_until, "updated_at": now, "dead_at": at,
-    }
-
-
-def is_stale(row: PendingRow, record: UrlRecord | None) -> bool:
-    """Whether the URL was pushed, dead-lettered or re-queued since this pending row was written."""
-    return record is None or record.state != STATE_PENDING or record.ref != row.ref
+def _is_stale(row: PendingRow, record: StoredRecord | None) -> bool:
+    """Whether the URL settled or moved since this due row was written."""
+    return record is None or record.state.phase not in ACTIVE or record.ref != row.ref
 
 
 class KeyValueStore(ABC):
@@ -80,59 +59,79 @@ class KeyValueStore(ABC):
 
     NAME = "key-value store"  # the backend, as error messages name it
 
-    # -- adding -------------------------------------------------------------------------------
+    # -- changing states ----------------------------------------------------------------------
 
-    def add_pending(self, window: int, urls: Sequence[str], now: float) -> list[str]:
-        added: list[str] = []
-        rows: list[tuple[str, int, str, float]] = []  # url, window, ref, not_before hint
+    def update(self, changes: Mapping[str, Change], now: float) -> dict[str, UrlState | None]:
+        changed: dict[str, UrlState | None] = {}
+        for url, change in changes.items():
+            for round_ in range(MAX_CAS_ROUNDS):
+                record = self._read_record(url)
+                old = record.state if record is not None else None
+                new = change(old)
+                if new is old:
+                    break
+                if self._write_state(url, record, new, now):
+                    changed[url] = new
+                    break
+                _backoff(round_)
+            else:
+                raise StoreError(f"{self.NAME}: URL record kept changing under update ({keys.url_hash(url)})")
+        return changed
+
+    def _write_state(self, url: str, record: StoredRecord | None, new: UrlState | None, now: float) -> bool:
+        """Write one transition on condition the record is still `record`; False if it changed meanwhile."""
+        if new is None:
+            if record is None:
+                return True
+            if not self._delete_record(url, record.rev):
+                return False
+            self._drop_pointers(url, record, keep_row=False, keep_dead_entry=False)
+            return True
+        old = record.state if record is not None else None
+        active = new.phase in ACTIVE
+        same_row = bool(active and old is not None and record.ref and old.phase in ACTIVE and old.window == new.window)
+        ref = record.ref if same_row else uuid.uuid4().hex if active else ""
+        if active and not same_row:  # the row first: a crash before the record leaves only a stale row
+            self._put_pending_row(url, new.window, ref, new.not_before)
+            self._touch_window_entry(new.window, keys.shard_of(url), uuid.uuid4().hex)
+        keep_dead_entry = bool(record is not None and record.dead_at and new.phase == DEAD)
+        dead_at = record.dead_at if keep_dead_entry else 0
+        if new.phase == DEAD and not dead_at:
+            dead_at = keys.micros(now)
+            self._put_dead_entry(url, dead_at)  # first too: a crash leaves only a pointer to a live record
+        fields = {**new.to_fields(), "ref": ref, "rev": uuid.uuid4().hex, "dead_at": dead_at}
+        if not self._put_record(url, fields, record.rev if record is not None else None):
+            if dead_at and not keep_dead_entry:
+                self._delete_dead_entry(url, dead_at)
+            return False  # a row put above is stale now; claim deletes it
+        if same_row and new.not_before != old.not_before:
+            # The row's copy of not_before lets claim skip rows not due without reading their records.
+            self._put_pending_row(url, new.window, ref, new.not_before)
+        if record is not None:
+            self._drop_pointers(url, record, keep_row=same_row, keep_dead_entry=keep_dead_entry)
+        return True
+
+    def _drop_pointers(self, url: str, record: StoredRecord, *, keep_row: bool, keep_dead_entry: bool) -> None:
+        """Delete what pointed to the record as it was: its due row, its dead-letter entry."""
+        if record.ref and record.state.phase in ACTIVE and not keep_row:
+            self._delete_pending_row(url, record.state.window, record.ref)
+        if record.dead_at and not keep_dead_entry:
+            self._delete_dead_entry(url, record.dead_at)
+
+    def states(self, urls: Sequence[str]) -> dict[str, UrlState]:
+        found = {}
         for url in dict.fromkeys(urls):
-            ref = uuid.uuid4().hex
-            existing = self._put_unless_known(url, pending_fields(url, window, ref, now), now)
-            if existing is None:
-                added.append(url)
-                rows.append((url, window, ref, 0.0))
-            elif existing.state == STATE_PENDING:
-                # Already pending: its row may be missing if an earlier add crashed midway. Re-put it.
-                rows.append((url, existing.win, existing.ref, existing.not_before))
-        self._put_pending_rows(rows)
-        return added
-
-    def record_dead(self, window: int, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        at = keys.micros(now)
-        for url, reason in reasons.items():
-            self._put_dead_entry(url, at)  # first, so that a crash leaves only a stale pointer
-            fields = dead_fields(url, window, reason, now=now, keep_until=keep_until, at=at)
-            if self._put_unless_known(url, fields, now) is not None:
-                self._delete_dead_entry(url, at)
-
-    def _put_unless_known(self, url: str, fields: Mapping[str, Any], now: float) -> UrlRecord | None:
-        """Write the URL record unless it is pending or inside its dedupe horizon; None if written, else the record."""
-        for _ in range(MAX_CAS_ROUNDS):
-            if self._put_record_if_absent(url, fields, now):
-                return None
-            record = self._record_of(url)
-            if record is not None and not keys.may_requeue(record.state, record.keep_until, now):
-                return record
-            if record is not None and self._put_record_if_requeueable(url, fields, now):
-                return None
-            # It changed between the write and the read (expired, or removed by TTL): try again.
-        raise StoreError(f"{self.NAME}: URL record kept changing under add ({keys.url_hash(url)})")
-
-    def _put_pending_rows(self, rows: list[tuple[str, int, str, float]]) -> None:
-        touched: set[tuple[int, int]] = set()
-        for url, window, ref, not_before in rows:
-            self._put_pending_row(url, window, ref, not_before)
-            touched.add((window, keys.shard_of(url)))
-        # After the rows: a claim that read the index before these rows appeared sees a new touch.
-        for window, shard in sorted(touched):
-            self._touch_window_entry(window, shard, uuid.uuid4().hex)
+            record = self._read_record(url)
+            if record is not None:
+                found[url] = record.state
+        return found
 
     # -- claiming -----------------------------------------------------------------------------
 
     def claim(
         self, *, max_window: int | None, now: float, limit: int, owner: str, lease_seconds: float
-    ) -> list[ClaimedUrl]:
-        claims: list[ClaimedUrl] = []
+    ) -> list[UrlState]:
+        claims: list[UrlState] = []
         if limit <= 0:
             return claims
         for window, shard, touch in self._indexed_windows(max_window):
@@ -147,6 +146,21 @@ class KeyValueStore(ABC):
                         return claims
         return claims
 
+    def _lease(self, row: PendingRow, *, now: float, owner: str, lease_seconds: float) -> UrlState | None:
+        for round_ in range(MAX_CAS_ROUNDS):
+            record = self._read_record(row.url)
+            if _is_stale(row, record):
+                self._delete_pending_row(row.url, row.window, row.ref)
+                return None
+            if not record.state.is_due(now):
+                return None  # leased to someone else, or not due yet
+            taken = leased(record.state, owner, now=now, lease_seconds=lease_seconds)
+            fields = {**taken.to_fields(), "ref": record.ref, "rev": uuid.uuid4().hex, "dead_at": record.dead_at}
+            if self._put_record(row.url, fields, record.rev):
+                return taken
+            _backoff(round_)
+        return None
+
     def _indexed_windows(self, max_window: int | None) -> list[tuple[int, int, str]]:
         """(window, shard, touch) of every index entry up to max_window, oldest window first."""
         return sorted(
@@ -155,44 +169,39 @@ class KeyValueStore(ABC):
             for window, touch in self._window_entries(shard, max_window)
         )
 
-    # -- settling claimed URLs ----------------------------------------------------------------
-
-    def _delete_row_of(self, url: str, old: UrlRecord) -> None:
-        """Delete the pending row of a record as it was before it was settled, if it was pending."""
-        if old.state == STATE_PENDING and old.ref:
-            self._delete_pending_row(url, old.win, old.ref)
-
     # -- quota --------------------------------------------------------------------------------
 
-    def reserve_quota(self, day: str, wanted: int, limit: int) -> int:
+    def reserve_quota(self, counter: str, day: str, wanted: int, limit: int) -> int:
         if wanted <= 0:
             return 0
-        if wanted <= limit and self._reserve_in_one_write(day, wanted, limit):
+        name = keys.quota_pk(counter, day)
+        if wanted <= limit and self._reserve_in_one_write(name, wanted, limit):
             return wanted
         for round_ in range(MAX_CAS_ROUNDS):  # grant what is left: compare-and-set on the value read
-            used, exists = self._used(day)
+            used, exists = self._used(name)
             granted = max(0, min(wanted, limit - used))
             if granted == 0:
                 return 0
-            if self._set_used(day, used, exists, used + granted):
+            if self._set_used(name, used, exists, used + granted):
                 return granted
             _backoff(round_)
-        raise StoreError(f"{self.NAME}: quota counter {day} too contended")
+        raise StoreError(f"{self.NAME}: quota counter {name} too contended")
 
-    def release_quota(self, day: str, amount: int) -> None:
+    def release_quota(self, counter: str, day: str, amount: int) -> None:
         if amount <= 0:
             return
+        name = keys.quota_pk(counter, day)
         for round_ in range(MAX_CAS_ROUNDS):
-            used, exists = self._used(day)
+            used, exists = self._used(name)
             if not exists or used == 0:
                 return
-            if self._set_used(day, used, exists, max(0, used - amount)):
+            if self._set_used(name, used, exists, max(0, used - amount)):
                 return
             _backoff(round_)
-        raise StoreError(f"{self.NAME}: quota counter {day} too contended")
+        raise StoreError(f"{self.NAME}: quota counter {name} too contended")
 
-    def quota_used(self, day: str) -> int:
-        return self._used(day)[0]
+    def quota_used(self, counter: str, day: str) -> int:
+        return self._used(keys.quota_pk(counter, day))[0]
 
     # -- flush-on-full and reports ------------------------------------------------------------
 
@@ -200,16 +209,7 @@ class KeyValueStore(ABC):
         return sum(self._count_pending(window, shard) for shard in range(keys.SHARDS))
 
     def counts(self, now: float) -> StoreCounts:
-        pending = deferred = pushed = dead = 0
-        for state, not_before, keep_until in self._record_states():
-            if state == STATE_PENDING:
-                pending += 1
-                deferred += not_before > now
-            elif state == STATE_PUSHED and keep_until > now:
-                pushed += 1
-            elif state == STATE_DEAD and keep_until > now:
-                dead += 1
-        return StoreCounts(pending=pending, deferred=int(deferred), pushed=pushed, dead=dead)
+        return count_states((UrlState.from_fields(fields) for fields in self._record_fields()), now)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         letters: list[DeadLetter] = []
@@ -218,34 +218,32 @@ class KeyValueStore(ABC):
         for url, at in self._dead_entries(page_size=max(limit, 25)):
             if len(letters) >= limit and keys.micros(letters[-1].at) != at:
                 break  # past the last time that may still tie
-            record = self._record_of(url)
-            if record is not None and record.state == STATE_DEAD and record.dead_at == at:
-                letters.append(DeadLetter(record.url, record.reason, record.win, record.updated_at))
+            record = self._read_record(url)
+            if record is not None and record.state.phase == DEAD and record.dead_at == at:
+                letters.append(dead_letter(record.state))
         return sorted(letters, key=lambda d: (-d.at, d.url))[:limit]
 
     # -- the primitives: one read or one conditional write each -------------------------------
 
     @abstractmethod
-    def _record_of(self, url: str) -> UrlRecord | None:
+    def _read_record(self, url: str) -> StoredRecord | None:
         """The URL record, read consistently; None if there is none."""
 
     @abstractmethod
-    def _put_record_if_absent(self, url: str, fields: Mapping[str, Any], now: float) -> bool:
-        """Write the URL record if there is none; False if there is one. A store whose one condition can
-        also admit a record that may be re-queued (keys.may_requeue) admits it here."""
+    def _put_record(self, url: str, fields: Mapping[str, Any], rev: str | None) -> bool:
+        """Replace the URL record by `fields` if its rev is still `rev` (None: if there is no record)."""
 
-    def _put_record_if_requeueable(self, url: str, fields: Mapping[str, Any], now: float) -> bool:
-        """Overwrite a URL record that may be re-queued; False if it no longer may.
-        By default nothing: the store's _put_record_if_absent already admits such records."""
-        return False
+    @abstractmethod
+    def _delete_record(self, url: str, rev: str) -> bool:
+        """Delete the URL record if its rev is still `rev`."""
 
     @abstractmethod
     def _put_pending_row(self, url: str, window: int, ref: str, not_before: float) -> None:
-        """Put the URL's pending row in `window` (idempotent: a repeat re-puts the same row)."""
+        """Put the URL's due row in `window` (idempotent: a repeat re-puts the same row)."""
 
     @abstractmethod
     def _delete_pending_row(self, url: str, window: int, ref: str) -> None:
-        """Delete the URL's pending row in `window` if it still carries `ref`."""
+        """Delete the URL's due row in `window` if it still carries `ref`."""
 
     @abstractmethod
     def _touch_window_entry(self, window: int, shard: int, touch: str) -> None:
@@ -261,11 +259,7 @@ class KeyValueStore(ABC):
 
     @abstractmethod
     def _due_rows(self, window: int, shard: int, *, now: float, page_size: int) -> Iterator[PendingRow | None]:
-        """The rows of a pending shard due by `now`; then None if the shard turned out to have no rows at all."""
-
-    @abstractmethod
-    def _lease(self, row: PendingRow, *, now: float, owner: str, lease_seconds: float) -> ClaimedUrl | None:
-        """Lease the row's URL if it is free and due; delete the row if it is stale (see is_stale)."""
+        """The due rows of a shard whose not_before hint is <= now; then None if the shard has no rows at all."""
 
     @abstractmethod
     def _put_dead_entry(self, url: str, at: int) -> None:
@@ -280,24 +274,32 @@ class KeyValueStore(ABC):
         """(url, at) of every dead-letter pointer, newest first."""
 
     @abstractmethod
-    def _record_states(self) -> Iterator[tuple[str, float, float]]:
-        """(state, not_before, keep_until) of every URL record."""
+    def _record_fields(self) -> Iterator[dict[str, Any]]:
+        """The fields of every URL record."""
 
     @abstractmethod
     def _count_pending(self, window: int, shard: int) -> int:
-        """How many rows the pending shard has."""
+        """How many rows the due shard has."""
 
     @abstractmethod
-    def _used(self, day: str) -> tuple[int, bool]:
-        """The day's quota counter and whether it exists (0, False when it does not)."""
+    def _used(self, name: str) -> tuple[int, bool]:
+        """The counter and whether it exists (0, False when it does not)."""
 
     @abstractmethod
-    def _set_used(self, day: str, old: int, exists: bool, new: int) -> bool:
+    def _set_used(self, name: str, old: int, exists: bool, new: int) -> bool:
         """Compare-and-set: the counter becomes `new` only if it still is `old` (or still absent)."""
 
-    def _reserve_in_one_write(self, day: str, wanted: int, limit: int) -> bool:
+    def _reserve_in_one_write(self, name: str, wanted: int, limit: int) -> bool:
         """Add all of `wanted` in one conditional write if it fits under `limit`; by default not attempted."""
         return False
+
+
+def record_from_fields(fields: Mapping[str, Any]) -> StoredRecord:
+    """A StoredRecord from the fields an adapter read (tokens included)."""
+    return StoredRecord(
+        state=UrlState.from_fields(dict(fields)), ref=str(fields.get("ref") or ""), rev=str(fields.get("rev") or ""),
+        dead_at=int(fields.get("dead_at") or 0),
+    )
 
 
 def _backoff(round_: int) -> None:

@@ -7,50 +7,51 @@ update that depends on it can never interleave with another process.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from ..ports import ClaimedUrl, DeadLetter, StoreCounts, StoreError
+from ..lifecycle import ACTIVE, UrlState, leased
+from ..ports import Change, DeadLetter, StoreCounts, StoreError
+from .reports import count_states, dead_letter
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS urls (
+CREATE TABLE IF NOT EXISTS url_states (
     url TEXT PRIMARY KEY,
-    state TEXT NOT NULL,                      -- pending | pushed | dead
+    phase TEXT NOT NULL,                      -- lifecycle phase
     win INTEGER NOT NULL,
     not_before REAL NOT NULL DEFAULT 0,
-    lease_owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    reason TEXT,
-    task_id TEXT,
     keep_until REAL NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    state TEXT NOT NULL                       -- the whole UrlState as JSON
 );
-CREATE INDEX IF NOT EXISTS urls_by_state_window ON urls (state, win);
-CREATE TABLE IF NOT EXISTS quota (day TEXT PRIMARY KEY, used INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS url_states_due ON url_states (phase, win, not_before);
+CREATE TABLE IF NOT EXISTS quota_counters (counter TEXT NOT NULL, day TEXT NOT NULL, used INTEGER NOT NULL,
+    PRIMARY KEY (counter, day));
 CREATE TABLE IF NOT EXISTS flush_requests (win INTEGER PRIMARY KEY);
 """
+_ACTIVE = "(" + ", ".join(f"'{phase}'" for phase in sorted(ACTIVE)) + ")"
 
-# A URL may be (re)queued when it has no record, or its pushed/dead record has expired.
-UPSERT_PENDING = """
-INSERT INTO urls (url, state, win, updated_at) VALUES (?, 'pending', ?, ?)
-ON CONFLICT (url) DO UPDATE SET
-    state = 'pending', win = excluded.win, not_before = 0, lease_owner = NULL, lease_until = 0,
-    attempts = 0, reason = NULL, task_id = NULL, keep_until = 0, updated_at = excluded.updated_at
-WHERE urls.state != 'pending' AND urls.keep_until <= ?
+
+UPSERT_STATE = """
+INSERT OR REPLACE INTO url_states (url, phase, win, not_before, lease_until, keep_until, updated_at, state)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
 
-UPSERT_DEAD = """
-INSERT INTO urls (url, state, win, reason, keep_until, updated_at) VALUES (?, 'dead', ?, ?, ?, ?)
-ON CONFLICT (url) DO UPDATE SET
-    state = 'dead', win = excluded.win, not_before = 0, lease_owner = NULL, lease_until = 0,
-    reason = excluded.reason, task_id = NULL, keep_until = excluded.keep_until,
-    updated_at = excluded.updated_at
-WHERE urls.state != 'pending' AND urls.keep_until <= ?
-"""
+
+def _row(state: UrlState) -> tuple:
+    return (
+        state.url, state.phase, state.window, state.not_before, state.lease_until, state.keep_until,
+        state.updated_at, json.dumps(state.to_fields(), separators=(",", ":")),
+    )
+
+
+def _state(text: str) -> UrlState:
+    return UrlState.from_fields(json.loads(text))
 
 
 class SqliteStore:
@@ -108,110 +109,87 @@ class SqliteStore:
             except sqlite3.OperationalError as exc:
                 raise StoreError(f"SQLite read failed: {exc}") from exc
 
-    def add_pending(self, window: int, urls: Sequence[str], now: float) -> list[str]:
-        added = []
+    def update(self, changes: Mapping[str, Change], now: float) -> dict[str, UrlState | None]:
+        changed: dict[str, UrlState | None] = {}
         with self._write() as db:
-            for url in dict.fromkeys(urls):
-                if db.execute(UPSERT_PENDING, (url, window, now, now)).rowcount:
-                    added.append(url)
-        return added
-
-    def record_dead(self, window: int, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        with self._write() as db:
-            for url, reason in reasons.items():
-                db.execute(UPSERT_DEAD, (url, window, reason, keep_until, now, now))
+            for url, change in changes.items():
+                row = db.execute("SELECT state FROM url_states WHERE url = ?", (url,)).fetchone()
+                old = _state(row[0]) if row else None
+                new = change(old)
+                if new is old:
+                    continue
+                if new is None:
+                    db.execute("DELETE FROM url_states WHERE url = ?", (url,))
+                else:
+                    db.execute(UPSERT_STATE, _row(new))
+                changed[url] = new
+        return changed
 
     def claim(
         self, *, max_window: int | None, now: float, limit: int, owner: str, lease_seconds: float
-    ) -> list[ClaimedUrl]:
+    ) -> list[UrlState]:
         top = max_window if max_window is not None else 2**62
         with self._write() as db:
             rows = db.execute(
-                "SELECT url, win, attempts FROM urls"
-                " WHERE state = 'pending' AND win <= ? AND not_before <= ? AND lease_until <= ?"
-                " ORDER BY win, rowid LIMIT ?",
+                f"SELECT state FROM url_states WHERE phase IN {_ACTIVE}"
+                " AND win <= ? AND not_before <= ? AND lease_until <= ? ORDER BY win, rowid LIMIT ?",
                 (top, now, now, limit),
             ).fetchall()
-            db.executemany(
-                "UPDATE urls SET lease_owner = ?, lease_until = ?, updated_at = ? WHERE url = ?",
-                [(owner, now + lease_seconds, now, url) for url, _, _ in rows],
-            )
-        return [ClaimedUrl(url, window, attempts) for url, window, attempts in rows]
+            claimed = [leased(_state(text), owner, now=now, lease_seconds=lease_seconds) for text, in rows]
+            db.executemany(UPSERT_STATE, [_row(state) for state in claimed])
+        return claimed
 
-    def mark_pushed(self, task_ids: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        with self._write() as db:
-            db.executemany(
-                "UPDATE urls SET state = 'pushed', task_id = ?, keep_until = ?, lease_owner = NULL,"
-                " lease_until = 0, reason = NULL, updated_at = ? WHERE url = ?",
-                [(task_id, keep_until, now, url) for url, task_id in task_ids.items()],
-            )
+    def states(self, urls: Sequence[str]) -> dict[str, UrlState]:
+        found: dict[str, UrlState] = {}
+        unique = list(dict.fromkeys(urls))
+        for start in range(0, len(unique), 500):  # under SQLite's bound-parameter limit
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for text, in self._read(f"SELECT state FROM url_states WHERE url IN ({marks})", chunk):
+                state = _state(text)
+                found[state.url] = state
+        return found
 
-    def mark_dead(self, owner: str, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
+    def reserve_quota(self, counter: str, day: str, wanted: int, limit: int) -> int:
         with self._write() as db:
-            db.executemany(
-                "UPDATE urls SET state = 'dead', reason = ?, keep_until = ?, lease_owner = NULL,"
-                " lease_until = 0, updated_at = ? WHERE url = ? AND state = 'pending' AND lease_owner = ?",
-                [(reason, keep_until, now, url, owner) for url, reason in reasons.items()],
-            )
-
-    def defer(
-        self, owner: str, urls: Sequence[str], *, not_before: float, reason: str, count_attempt: bool
-    ) -> None:
-        with self._write() as db:
-            db.executemany(
-                "UPDATE urls SET not_before = ?, reason = ?, attempts = attempts + ?, lease_owner = NULL,"
-                " lease_until = 0 WHERE url = ? AND state = 'pending' AND lease_owner = ?",
-                [(not_before, reason, int(count_attempt), url, owner) for url in urls],
-            )
-
-    def reserve_quota(self, day: str, wanted: int, limit: int) -> int:
-        with self._write() as db:
-            row = db.execute("SELECT used FROM quota WHERE day = ?", (day,)).fetchone()
+            row = db.execute("SELECT used FROM quota_counters WHERE counter = ? AND day = ?", (counter, day)).fetchone()
             used = row[0] if row else 0
             granted = max(0, min(wanted, limit - used))
             if granted:
                 db.execute(
-                    "INSERT INTO quota (day, used) VALUES (?, ?)"
-                    " ON CONFLICT (day) DO UPDATE SET used = used + excluded.used",
-                    (day, granted),
+                    "INSERT INTO quota_counters (counter, day, used) VALUES (?, ?, ?)"
+                    " ON CONFLICT (counter, day) DO UPDATE SET used = used + excluded.used",
+                    (counter, day, granted),
                 )
         return granted
 
-    def release_quota(self, day: str, amount: int) -> None:
+    def release_quota(self, counter: str, day: str, amount: int) -> None:
         if amount > 0:
             with self._write() as db:
-                db.execute("UPDATE quota SET used = MAX(0, used - ?) WHERE day = ?", (amount, day))
+                db.execute(
+                    "UPDATE quota_counters SET used = MAX(0, used - ?) WHERE counter = ? AND day = ?",
+                    (amount, counter, day),
+                )
 
-    def quota_used(self, day: str) -> int:
-        rows = self._read("SELECT used FROM quota WHERE day = ?", (day,))
+    def quota_used(self, counter: str, day: str) -> int:
+        rows = self._read("SELECT used FROM quota_counters WHERE counter = ? AND day = ?", (counter, day))
         return rows[0][0] if rows else 0
 
     def counts(self, now: float) -> StoreCounts:
-        (pending, deferred, pushed, dead), = self._read(
-            "SELECT"
-            " COALESCE(SUM(state = 'pending'), 0),"
-            " COALESCE(SUM(state = 'pending' AND not_before > ?), 0),"
-            " COALESCE(SUM(state = 'pushed' AND keep_until > ?), 0),"
-            " COALESCE(SUM(state = 'dead' AND keep_until > ?), 0)"
-            " FROM urls",
-            (now, now, now),
-        )
-        return StoreCounts(pending=pending, deferred=deferred, pushed=pushed, dead=dead)
+        return count_states((_state(text) for text, in self._read("SELECT state FROM url_states")), now)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._read(
-            "SELECT url, reason, win, updated_at FROM urls WHERE state = 'dead'"
-            " ORDER BY updated_at DESC, url LIMIT ?",
-            (limit,),
+            "SELECT state FROM url_states WHERE phase = 'dead' ORDER BY updated_at DESC, url LIMIT ?", (limit,)
         )
-        return [DeadLetter(url, reason or "", window, at) for url, reason, window, at in rows]
+        return [dead_letter(_state(text)) for text, in rows]
 
     def request_flush(self, window: int) -> bool:
         with self._write() as db:
             return db.execute("INSERT OR IGNORE INTO flush_requests (win) VALUES (?)", (window,)).rowcount == 1
 
     def pending_in_window(self, window: int) -> int:
-        (count,), = self._read("SELECT COUNT(*) FROM urls WHERE state = 'pending' AND win = ?", (window,))
+        (count,), = self._read("SELECT COUNT(*) FROM url_states WHERE phase = 'pending' AND win = ?", (window,))
         return count
 
     def close(self) -> None:

@@ -1,28 +1,23 @@
 """Tablestore store: the Store port on one Tablestore table (primary key `pk` STRING, `sk` STRING).
 
-Rows and keys are those of `keys.py`; the columns of the URL record (`url#H`) are
-
-    url, state (pending|pushed|dead), win, not_before, lease_owner (absent: no lease),
-    lease_until, attempts, ref, reason, task_id, keep_until, updated_at, dead_at (µs)
-
-with times as DOUBLE and counts as INTEGER. `ref` is a fresh token each time a URL becomes
-pending, copied onto its pending row; a row whose ref is not its record's is stale.
+Rows and keys are those of `keys.py`; the columns of the URL record (`url#H`) are its
+lifecycle state (`lifecycle.UrlState.to_fields`: a column absent means its default), its
+tokens `ref` and `rev`, and `dead_at` (µs), with times as DOUBLE and counts as INTEGER.
 
 Writes that decide anything carry a Condition: a row existence expectation plus column
 conditions built with `pass_if_missing=False` (the SDK's default is True, which would let a
-row without the column pass). A check that needs a value first reads it, then writes on
-condition that it is unchanged (compare-and-set), e.g. the quota counter. Two writes are
-deliberately unconditioned (RowExistenceExpectation.IGNORE): re-putting a pending row and
-touching the windows index, both idempotent, keyed by hash, and checked by `ref`/`touch`.
+row without the column pass). A URL record is written on condition that its `rev` is the one
+read (compare-and-set), and so is the quota counter's `used`. Two writes are deliberately
+unconditioned (RowExistenceExpectation.IGNORE): re-putting a due row and touching the windows
+index, both idempotent, keyed by hash, and checked by `ref`/`touch`.
 
-The order of writes, and so crash safety, is `keyvalue.KeyValueStore`'s: record first, then
-pending row, then index; a repeat of the add re-puts the row of a record found pending.
+The order of writes, and so crash safety, is `keyvalue.KeyValueStore`'s.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import tablestore
@@ -46,11 +41,11 @@ from tablestore import (
     TableOptions,
 )
 
-from ..ports import ClaimedUrl, StoreError
+from ..ports import StoreError
 from ..settings import check_endpoint
 from . import keys
-from .keys import DEAD_PK, NO_SORT_KEY, STATE_DEAD, STATE_PENDING, STATE_PUSHED
-from .keyvalue import MAX_CAS_ROUNDS, KeyValueStore, PendingRow, UrlRecord, is_stale
+from .keys import DEAD_PK, NO_SORT_KEY
+from .keyvalue import KeyValueStore, PendingRow, StoredRecord, record_from_fields
 
 if TYPE_CHECKING:
     from ..credentials import Credentials
@@ -69,8 +64,7 @@ EXIST = RowExistenceExpectation.EXPECT_EXIST
 NOT_EXIST = RowExistenceExpectation.EXPECT_NOT_EXIST
 IGNORE = RowExistenceExpectation.IGNORE
 # Column types of the URL record: a column keeps one type across writes, so reads compare alike.
-_DOUBLE_COLUMNS = frozenset({"not_before", "lease_until", "keep_until", "updated_at"})
-_INTEGER_COLUMNS = frozenset({"win", "attempts", "dead_at"})
+_DOUBLE_COLUMNS = frozenset({"not_before", "lease_until", "keep_until", "updated_at", "task_at", "failing_since"})
 
 
 class _ConditionFailed(Exception):
@@ -81,23 +75,10 @@ def _columns(row: Row | None) -> dict[str, Any]:
     return {} if row is None else {c[0]: c[1] for c in row.attribute_columns or []}
 
 
-def _record(row: Row | None) -> UrlRecord | None:
-    if row is None:
-        return None
-    c = _columns(row)
-    return UrlRecord(
-        url=c.get("url", ""), state=c.get("state", ""), win=int(c.get("win", 0)),
-        not_before=float(c.get("not_before", 0.0)), lease_owner=c.get("lease_owner"),
-        lease_until=float(c.get("lease_until", 0.0)), attempts=int(c.get("attempts", 0)), ref=c.get("ref", ""),
-        keep_until=float(c.get("keep_until", 0.0)), reason=c.get("reason", ""),
-        updated_at=float(c.get("updated_at", 0.0)), dead_at=int(c.get("dead_at", 0)),
-    )
-
-
 def _record_columns(fields: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """The URL record as attribute columns: times as DOUBLE, counts as INTEGER, whatever number type was given."""
+    """The URL record as attribute columns: times as DOUBLE, other numbers as INTEGER."""
     return [
-        (name, float(v) if name in _DOUBLE_COLUMNS else int(v) if name in _INTEGER_COLUMNS else v)
+        (name, float(v) if name in _DOUBLE_COLUMNS else int(v) if isinstance(v, (int, float)) else v)
         for name, v in fields.items()
     ]
 
@@ -224,21 +205,18 @@ class TablestoreStore(KeyValueStore):
     def _partition(self, pk: str, **kwargs: Any) -> Iterator[Row]:
         return self._range(_pk(pk, INF_MIN), _pk(pk, INF_MAX), **kwargs)
 
-    def _record_of(self, url: str) -> UrlRecord | None:
-        return _record(self._get(_pk(keys.url_pk(url))))
+    def _read_record(self, url: str) -> StoredRecord | None:
+        row = self._get(_pk(keys.url_pk(url)))
+        return record_from_fields(_columns(row)) if row is not None else None
 
     # -- the primitives of KeyValueStore ------------------------------------------------------
 
-    def _put_record_if_absent(self, url: str, fields: Mapping[str, Any], now: float) -> bool:
-        return self._write("put_row", Row(_pk(keys.url_pk(url)), _record_columns(fields)), _when(NOT_EXIST))
+    def _put_record(self, url: str, fields: Mapping[str, Any], rev: str | None) -> bool:
+        row = Row(_pk(keys.url_pk(url)), _record_columns(fields))
+        return self._write("put_row", row, _when(NOT_EXIST) if rev is None else _when(EXIST, _is("rev", rev)))
 
-    def _put_record_if_requeueable(self, url: str, fields: Mapping[str, Any], now: float) -> bool:
-        # A second write, since one condition cannot say "absent, or present with these columns".
-        return self._write("put_row", Row(_pk(keys.url_pk(url)), _record_columns(fields)), _when(
-            EXIST,
-            _is("state", STATE_PENDING, ComparatorType.NOT_EQUAL),
-            _is("keep_until", float(now), ComparatorType.LESS_EQUAL),
-        ))
+    def _delete_record(self, url: str, rev: str) -> bool:
+        return self._write("delete_row", Row(_pk(keys.url_pk(url))), _when(EXIST, _is("rev", rev)))
 
     def _put_pending_row(self, url: str, window: int, ref: str, not_before: float) -> None:
         columns = [("url", url), ("win", int(window)), ("ref", ref), ("not_before", float(not_before))]
@@ -272,25 +250,6 @@ class TablestoreStore(KeyValueStore):
         if not seen and next(self._partition(pk, columns=["ref"], page=1), None) is None:
             yield None
 
-    def _lease(self, row: PendingRow, *, now: float, owner: str, lease_seconds: float) -> ClaimedUrl | None:
-        # Read first: the lease is conditioned on the attempts read, which an update cannot return here.
-        record = self._record_of(row.url)
-        if is_stale(row, record):
-            self._delete_pending_row(row.url, row.window, row.ref)
-            return None
-        if record.lease_until > now or record.not_before > now:
-            return None  # leased to someone else, or not due yet
-        update = {"PUT": [("lease_owner", owner), ("lease_until", float(now + lease_seconds)), ("updated_at", float(now))]}
-        taken = self._write("update_row", Row(_pk(keys.url_pk(row.url)), update), _when(
-            EXIST,
-            _is("state", STATE_PENDING),
-            _is("ref", row.ref),
-            _is("lease_until", float(now), ComparatorType.LESS_EQUAL),
-            _is("not_before", float(now), ComparatorType.LESS_EQUAL),
-            _is("attempts", record.attempts),  # so the attempts we report are the ones we leased
-        ))
-        return ClaimedUrl(url=row.url, window=record.win, attempts=record.attempts) if taken else None
-
     def _put_dead_entry(self, url: str, at: int) -> None:
         self._write("put_row", Row(_pk(DEAD_PK, keys.dead_sk(at, url)), [("url", url), ("at", at)]), _when(NOT_EXIST))
 
@@ -306,86 +265,24 @@ class TablestoreStore(KeyValueStore):
             c = _columns(entry)
             yield c["url"], int(c["at"])
 
-    def _record_states(self) -> Iterator[tuple[str, float, float]]:
+    def _record_fields(self) -> Iterator[dict[str, Any]]:
         # URL records are one contiguous key range: every pk from "url#" up to (not including) "url$".
         start, end = _pk(keys.URL_PREFIX, INF_MIN), _pk(keys.URL_PREFIX[:-1] + "$", INF_MIN)
-        for row in self._range(start, end, columns=["state", "not_before", "keep_until"]):
-            c = _columns(row)
-            yield c.get("state"), c.get("not_before", 0.0), c.get("keep_until", 0.0)
+        for row in self._range(start, end):
+            yield _columns(row)
 
     def _count_pending(self, window: int, shard: int) -> int:
         return sum(1 for _ in self._partition(keys.pending_pk(window, shard), columns=["ref"]))
 
-    def _used(self, day: str) -> tuple[int, bool]:
-        columns = _columns(self._get(_pk(keys.quota_pk(day)), ["used"]))
+    def _used(self, name: str) -> tuple[int, bool]:
+        columns = _columns(self._get(_pk(name), ["used"]))
         return (int(columns["used"]), True) if "used" in columns else (0, False)
 
-    def _set_used(self, day: str, old: int, exists: bool, new: int) -> bool:
-        pk = _pk(keys.quota_pk(day))
+    def _set_used(self, name: str, old: int, exists: bool, new: int) -> bool:
+        pk = _pk(name)
         if not exists:
             return self._write("put_row", Row(pk, [("used", new)]), _when(NOT_EXIST))
         return self._write("update_row", Row(pk, {"PUT": [("used", new)]}), _when(EXIST, _is("used", old)))
-
-    # -- settling claimed URLs ----------------------------------------------------------------
-
-    def mark_pushed(self, task_ids: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        update = {
-            "PUT": [("state", STATE_PUSHED), ("keep_until", float(keep_until)), ("lease_until", 0.0),
-                    ("updated_at", float(now))],
-            "DELETE_ALL": ["lease_owner", "reason"],
-        }
-        for url, task_id in task_ids.items():
-            for _ in range(MAX_CAS_ROUNDS):
-                old = self._record_of(url)
-                if old is None:
-                    break
-                # Conditioned on the generation read, so the pending row deleted below is this record's.
-                same = (_is("ref", old.ref),) if old.ref else (_is("state", old.state), _is("updated_at", old.updated_at))
-                change = Row(_pk(keys.url_pk(url)), {**update, "PUT": update["PUT"] + [("task_id", task_id)]})
-                if self._write("update_row", change, _when(EXIST, *same)):
-                    self._delete_row_of(url, old)
-                    break
-
-    def mark_dead(self, owner: str, reasons: Mapping[str, str], *, now: float, keep_until: float) -> None:
-        at = keys.micros(now)
-        for url, reason in reasons.items():
-            old = self._record_of(url)
-            if old is None or old.state != STATE_PENDING or old.lease_owner != owner:
-                continue  # not ours to kill
-            self._put_dead_entry(url, at)
-            update = {
-                "PUT": [("state", STATE_DEAD), ("reason", reason), ("keep_until", float(keep_until)),
-                        ("lease_until", 0.0), ("updated_at", float(now)), ("dead_at", at)],
-                "DELETE_ALL": ["lease_owner"],
-            }
-            if self._write("update_row", Row(_pk(keys.url_pk(url)), update), _when(
-                EXIST, _is("state", STATE_PENDING), _is("lease_owner", owner), _is("ref", old.ref),
-            )):
-                self._delete_row_of(url, old)
-            else:
-                self._delete_dead_entry(url, at)
-
-    def defer(
-        self, owner: str, urls: Sequence[str], *, not_before: float, reason: str, count_attempt: bool
-    ) -> None:
-        for url in dict.fromkeys(urls):
-            for _ in range(MAX_CAS_ROUNDS):
-                old = self._record_of(url)
-                if old is None or old.state != STATE_PENDING or old.lease_owner != owner:
-                    break  # no longer ours
-                update = {
-                    "PUT": [("not_before", float(not_before)), ("reason", reason), ("lease_until", 0.0),
-                            ("attempts", old.attempts + int(count_attempt))],
-                    "DELETE_ALL": ["lease_owner"],
-                }
-                if self._write("update_row", Row(_pk(keys.url_pk(url)), update), _when(
-                    EXIST, _is("state", STATE_PENDING), _is("lease_owner", owner), _is("ref", old.ref),
-                    _is("attempts", old.attempts),
-                )):
-                    # The row's copy of not_before lets claim skip deferred rows without reading their records.
-                    hint = Row(_pk(*keys.pending_key(old.win, url)), {"PUT": [("not_before", float(not_before))]})
-                    self._write("update_row", hint, _when(EXIST, _is("ref", old.ref)))
-                    break
 
     # -- flush-on-full ------------------------------------------------------------------------
 

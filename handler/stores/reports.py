@@ -1,0 +1,38 @@
+"""Counts and dead letters from URL states: the same report whatever store holds them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+from ..lifecycle import DEAD, PENDING, PUSHED, READY, REFRESHING, SETTLED, UNVERIFIED, VERIFIED, UrlState
+from ..ports import DeadLetter, StoreCounts
+
+
+def count_states(states: Iterable[UrlState], now: float) -> StoreCounts:
+    """How many URLs are in each phase; settled ones only while they are remembered."""
+    phases: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    failed_tasks = 0
+    for state in states:
+        if state.phase in SETTLED and state.keep_until <= now:
+            continue
+        phases[state.phase] += 1
+        failed_tasks += state.task_failures > 0
+        if state.deferred:
+            reasons[state.reason] += 1
+    return StoreCounts(
+        pending=phases[PENDING] + phases[READY],
+        deferred=sum(reasons.values()),
+        refreshing=phases[REFRESHING],
+        pushed=phases[PUSHED],
+        verified=phases[VERIFIED],
+        unverified=phases[UNVERIFIED],
+        dead=phases[DEAD],
+        failed_tasks=failed_tasks,
+        deferred_reasons=dict(reasons.most_common()),
+    )
+
+
+def dead_letter(state: UrlState) -> DeadLetter:
+    return DeadLetter(state.url, state.reason, state.window, state.updated_at)
