@@ -20,16 +20,19 @@ from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import requests
+from urllib3 import exceptions as urllib3_errors  # already loaded by requests
 
 from ..credentials import Credentials
+from ..ports import Problem
 from ..settings import API_CALLS_PER_SECOND, CdnSettings, check_endpoint
 from . import signing
-from .errors import CdnError, FatalConfigError, InvalidUrlError, TransientError, UnexpectedApiError, error_for
+from .errors import CdnError, InvalidUrlError, error_for
 
 log = logging.getLogger("handler.cdn")
 
 MAX_URL_LENGTH = 1024  # documented per-URL limit of ObjectPath
 TASK_IDS_PER_CALL = 10  # DescribeRefreshTaskById takes at most 10 ids
+TASKS_PER_PAGE = 100  # DescribeRefreshTasks' largest PageSize
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 8.0
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -40,6 +43,14 @@ _MASK = "***"
 class PushResult:
     task_ids: list[str]
     request_id: str
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list["RefreshTask"]
+    total: int
+    page_number: int
+    page_size: int
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,7 @@ class CdnClient:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         check_endpoint(settings.endpoint, "cdn.endpoint")  # no credentials over plain http off loopback
         if settings.signature not in ("v2", "v3"):
@@ -131,6 +143,7 @@ class CdnClient:
         self._sleep = sleep
         self._monotonic = monotonic
         self._random = random
+        self._clock = clock  # wall clock: stamps when an ambiguous call went out
         self._pacer = Pacer(settings.calls_per_second, monotonic, sleep)
 
     def __repr__(self) -> str:
@@ -186,34 +199,82 @@ class CdnClient:
             request_id=str(answer.get("RequestId", "")),
         )
 
-    def describe_refresh_tasks(self, task_ids: Sequence[str]) -> list[RefreshTask]:
-        """Status of prefetch/refresh tasks, TASK_IDS_PER_CALL ids per call."""
-        ids = [str(t).strip() for t in task_ids if str(t).strip()]
+    def refresh_object_caches(self, urls: Sequence[str]) -> PushResult:
+        """Refresh (ObjectType=File) `urls` in one call; refuses locally what the API would refuse."""
+        urls = list(urls)
+        if not urls:
+            raise InvalidUrlError("Local.NoUrls", "no URL to refresh")
+        if len(urls) > self.settings.max_urls_per_refresh:
+            raise InvalidUrlError(
+                "Local.TooManyUrls", f"{len(urls)} URLs, over the {self.settings.max_urls_per_refresh} per call"
+            )
+        for index, url in enumerate(urls):
+            check_url(url, index)
+        answer = self.call("RefreshObjectCaches", {"ObjectPath": "\n".join(urls), "ObjectType": "File"})
+        task_ids = [t.strip() for t in str(answer.get("RefreshTaskId") or "").split(",") if t.strip()]
+        return PushResult(task_ids=task_ids, request_id=str(answer.get("RequestId", "")))
+
+    def describe_refresh_task_by_id(self, task_ids: Sequence[str]) -> list[RefreshTask]:
+        """Status of prefetch/refresh tasks, one entry per URL, TASK_IDS_PER_CALL ids per call."""
+        ids = list(dict.fromkeys(str(t).strip() for t in task_ids if str(t).strip()))
         tasks: list[RefreshTask] = []
         for start in range(0, len(ids), TASK_IDS_PER_CALL):
             chunk = ids[start : start + TASK_IDS_PER_CALL]
             answer = self.call("DescribeRefreshTaskById", {"TaskId": ",".join(chunk)})
-            raw = answer.get("Tasks") or []
-            if isinstance(raw, Mapping):  # some versions wrap the list: {"CDNTask": [...]}
-                raw = raw.get("CDNTask") or []
-            tasks.extend(_task(item) for item in raw if isinstance(item, Mapping))
+            tasks.extend(_tasks_of(answer.get("Tasks")))
         return tasks
+
+    def describe_refresh_tasks(
+        self,
+        *,
+        object_path: str | None = None,
+        object_type: str | None = None,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        task_id: str | None = None,
+        domain_name: str | None = None,
+        status: str | None = None,
+        page_number: int = 1,
+        page_size: int = TASKS_PER_PAGE,
+    ) -> TaskPage:
+        """One page of DescribeRefreshTasks; times are UTC `YYYY-MM-DDThh:mm:ssZ`."""
+        given = {
+            "ObjectPath": object_path, "ObjectType": object_type, "StartTime": start_time, "EndTime": end_time,
+            "TaskId": task_id, "DomainName": domain_name, "Status": status,
+        }
+        params = {name: value for name, value in given.items() if value is not None}
+        params.update(PageNumber=str(page_number), PageSize=str(page_size))
+        answer = self.call("DescribeRefreshTasks", params)
+        return TaskPage(
+            tasks=_tasks_of(answer.get("Tasks")),
+            total=_int_or_none(answer.get("TotalCount")) or 0,
+            page_number=_int_or_none(answer.get("PageNumber")) or page_number,
+            page_size=_int_or_none(answer.get("PageSize")) or page_size,
+        )
 
     # -- transport ------------------------------------------------------------------------
 
-    def call(self, action: str, params: Mapping[str, str]) -> dict:
-        """One API action, retrying transient failures with capped, fully jittered backoff.
+    def call(self, action: str, params: Mapping[str, str], *, idempotent: bool | None = None) -> dict:
+        """One API action, retrying with capped, fully jittered backoff what is safe to retry.
 
+        Retried: calls the API surely did not take (not sent, or answered with a retryable Code);
+        for an `idempotent` read, also calls whose answer was lost. Never a submission whose
+        answer was lost: it may have been accepted, and a retry would submit it twice.
         At most 1 + settings.max_retries attempts, and no sleep that would end past
         settings.retry_budget_seconds after the first attempt began.
         """
+        if idempotent is None:
+            idempotent = action.startswith("Describe")  # reads change nothing: asking twice is harmless
         started = self._monotonic()
         attempt = 0
         while True:
             self._pacer.wait()
             try:
                 return self._send(action, params, attempt)
-            except TransientError as exc:
+            except CdnError as exc:
+                handling = exc.handling
+                if not (handling.retry or (idempotent and handling.kind == Problem.AMBIGUOUS)):
+                    raise
                 if attempt >= self.settings.max_retries:
                     raise
                 delay = backoff_delay(attempt, self._random)
@@ -231,19 +292,13 @@ class CdnClient:
         url_count = params["ObjectPath"].count("\n") + 1 if params.get("ObjectPath") else 0
         self.calls_made += 1
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        sent_at = self._clock()
         try:
             # No redirects: a redirect could carry the token header to another host.
             response = self.session.post(self._url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
             content = response.content
-        except requests.Timeout as exc:
-            raise TransientError("Local.Timeout", f"{action}: no answer within {timeout[1]:g}s") from exc
-        except requests.exceptions.SSLError as exc:
-            # A certificate the client cannot verify is a configuration problem: retrying will not help.
-            raise FatalConfigError("Local.TLSError", f"{action}: TLS to {self._host} failed: {_tls_reason(exc)}") from exc
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientError("Local.ConnectionError", f"{action}: {type(exc).__name__}") from exc
         except requests.RequestException as exc:
-            raise UnexpectedApiError("Local.RequestError", f"{action}: {type(exc).__name__}") from exc
+            raise _transport_error(action, exc, timeout, self._host, sent_at) from exc
         answer = _parse_json(content)
         request_id = self._scrub(str((answer or {}).get("RequestId") or response.headers.get("x-acs-request-id") or ""))
         log.debug(
@@ -252,11 +307,15 @@ class CdnClient:
         )
         if 200 <= response.status_code < 300:
             if answer is None:
-                raise UnexpectedApiError(
-                    "InvalidResponse", f"{action}: answer is not JSON", status=response.status_code
+                # The API answered success but we cannot read what it did: it probably acted.
+                raise error_for(
+                    "Local.InvalidResponse", f"{action}: a {len(content)}-byte answer that is not JSON",
+                    status=response.status_code, sent_at=sent_at,
                 )
             return answer
-        raise self._error(response.status_code, answer, content, request_id or None)
+        error = self._error(response.status_code, answer, content, request_id or None)
+        error.sent_at = sent_at
+        raise error
 
     def _signed_request(self, action: str, params: Mapping[str, str]) -> tuple[bytes, dict[str, str]]:
         """A fresh nonce and timestamp each time: a retry is a new request, signed again."""
@@ -313,9 +372,11 @@ class CdnClient:
                 status=status,
                 request_id=self._scrub(fields.get("RequestId", "")) or request_id,
             )
+        # No API Code: not the API's answer but a proxy's. A gateway timeout means the API may have acted.
+        code = "Local.GatewayTimeout" if status in (502, 504) else f"HTTP{status}"
         return error_for(
-            f"HTTP{status}",
-            f"answer of {len(content)} bytes is neither JSON nor XML",
+            code,
+            f"HTTP {status}: answer of {len(content)} bytes is neither JSON nor XML",
             status=status,
             request_id=request_id,
         )
@@ -329,6 +390,46 @@ class CdnClient:
                 for form in (signing.percent_encode(once), once, secret):
                     text = text.replace(form, _MASK)
         return text
+
+
+def _transport_error(
+    action: str, exc: requests.RequestException, timeout: tuple[float, float], host: str, sent_at: float
+) -> CdnError:
+    """Whether the request could have reached the API decides everything: before it was fully sent,
+    nothing was taken (NOT_ACCEPTED, retryable); after, the API may have acted (AMBIGUOUS)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):  # before Timeout: it is one too
+        return error_for("Local.NotSent", f"{action}: no connection to {host} within {timeout[0]:g}s")
+    if isinstance(exc, requests.exceptions.SSLError):  # before ConnectionError: it is one too
+        reason = _tls_reason(exc)
+        if reason.startswith("certificate verify failed"):
+            return error_for("Local.TLSError", f"{action}: TLS to {host} failed: {reason}")
+        return error_for("Local.NotSent", f"{action}: TLS handshake with {host} failed: {reason}")
+    if isinstance(exc, requests.Timeout):
+        return error_for("Local.Timeout", f"{action}: no answer within {timeout[1]:g}s", sent_at=sent_at)
+    if isinstance(exc, requests.ConnectionError) and _never_connected(exc):
+        return error_for("Local.NotSent", f"{action}: cannot connect to {host}: {_root_cause(exc)}")
+    if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                        requests.exceptions.ContentDecodingError)):
+        return error_for("Local.ConnectionLost", f"{action}: connection lost: {_root_cause(exc)}", sent_at=sent_at)
+    return error_for("Local.RequestError", f"{action}: {type(exc).__name__}")
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when urllib3 failed to open the connection (refused, DNS, unreachable): nothing was sent."""
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the cause
+    return isinstance(reason, (urllib3_errors.NewConnectionError, urllib3_errors.ConnectTimeoutError))
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost exception's class name: the text could quote a URL or a header."""
+    seen = exc
+    while True:
+        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        inner = inner or getattr(seen, "reason", None)
+        if not isinstance(inner, BaseException) or inner is seen:
+            return type(seen).__name__
+        seen = inner
 
 
 def _tls_reason(exc: BaseException) -> str:
@@ -382,6 +483,15 @@ def _int_or_none(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _tasks_of(raw: Any) -> list[RefreshTask]:
+    """DescribeRefreshTaskById answers a flat list, DescribeRefreshTasks nests it in {"CDNTask": [...]}."""
+    if isinstance(raw, Mapping):
+        raw = raw.get("CDNTask") or []
+    if not isinstance(raw, list):
+        return []
+    return [_task(item) for item in raw if isinstance(item, Mapping)]
 
 
 def _task(item: Mapping[str, Any]) -> RefreshTask:

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from handler.cdn.client import (
     check_url,
 )
 from handler.credentials import Credentials
+from handler.ports import Problem
 from handler.settings import CdnSettings, ConfigError
 
 SECRET = "test-sk-secret"
@@ -160,7 +162,8 @@ def test_connection_errors_are_retried_then_raised_bounded_by_attempts(refused_e
     client = offline_client(refused_endpoint, clock, max_retries=3, retry_budget_seconds=1000, calls_per_second=50)
     with pytest.raises(errors.TransientError) as info:
         client.describe_refresh_quota()
-    assert info.value.code == "Local.ConnectionError"
+    assert info.value.code == "Local.NotSent"  # refused: nothing was sent, so a retry is safe
+    assert info.value.kind == Problem.NOT_ACCEPTED
     assert client.calls_made == 4  # the first attempt and 3 retries
     backoffs = [s for s in clock.sleeps if s > 0.03]
     assert backoffs == [BACKOFF_BASE_SECONDS * 2**a for a in range(3)]
@@ -259,11 +262,12 @@ XML_ERROR = (
     "status, ctype, body, error_class, code",
     [
         (404, "text/xml", XML_ERROR, errors.BadUrlError, "InvalidDomain.NotFound"),
-        (502, "text/html", b"<html><body>Bad Gateway</body></html>", errors.TransientError, "HTTP502"),
-        (504, "text/plain", b"upstream timed out", errors.TransientError, "HTTP504"),
+        (502, "text/html", b"<html><body>Bad Gateway</body></html>", errors.TransientError, "Local.GatewayTimeout"),
+        (504, "text/plain", b"upstream timed out", errors.TransientError, "Local.GatewayTimeout"),
+        (500, "text/plain", b"oops", errors.TransientError, "HTTP500"),
         (403, "text/plain", b"\x00\xff garbage", errors.UnexpectedApiError, "HTTP403"),
         (400, "application/json", b'["not", "an", "object"]', errors.UnexpectedApiError, "HTTP400"),
-        (200, "text/html", b"<html>captive portal</html>", errors.UnexpectedApiError, "InvalidResponse"),
+        (200, "text/html", b"<html>captive portal</html>", errors.TransientError, "Local.InvalidResponse"),
     ],
 )
 def test_non_json_answers_still_become_typed_errors(raw_server, status, ctype, body, error_class, code):
@@ -378,18 +382,18 @@ def test_describe_refresh_quota(cdn_double, signature):
     assert quota.request_id
 
 
-def test_describe_refresh_tasks_asks_ten_ids_at_a_time(cdn_double):
+def test_describe_refresh_task_by_id_asks_ten_ids_at_a_time(cdn_double):
     client = http_client(cdn_double)
     urls = [f"https://cdn.example.com/t/{i}.png" for i in range(23)]
     ids = client.push_object_cache(urls).task_ids
-    tasks = client.describe_refresh_tasks(ids)
+    tasks = client.describe_refresh_task_by_id(ids)
     assert [t.task_id for t in tasks] == ids
     assert [t.object_path for t in tasks] == urls
     assert {t.object_type for t in tasks} == {"preload"}
     assert all(t.status in ("Pending", "Refreshing", "Complete") and t.creation_time.endswith("Z") for t in tasks)
     asked = [r.params["TaskId"].count(",") + 1 for r in cdn_double.received if r.action == "DescribeRefreshTaskById"]
     assert asked == [10, 10, 3]
-    assert client.describe_refresh_tasks([]) == []
+    assert client.describe_refresh_task_by_id([]) == []
 
 
 def test_generic_call_returns_the_answer(cdn_double):
@@ -473,7 +477,7 @@ def test_retries_succeed_after_transient_faults_with_fresh_nonces(cdn_double, ca
     client = http_client(cdn_double, signature, clock=clock, token=None, max_retries=3)
     cdn_double.inject("Throttling", 503, count=1)
     cdn_double.inject("InternalError", 500, count=1)
-    cdn_double.inject(None, drop=True)
+    cdn_double.inject("ServiceUnavailable", 503, count=1)
     result = client.push_object_cache(URLS)
     assert len(result.task_ids) == 3
     assert client.calls_made == 4
@@ -527,11 +531,21 @@ def test_retries_give_up_when_the_time_budget_is_spent(cdn_double):
     assert clock.now - 1000.0 <= 10.0
 
 
-def test_timeout_is_transient_and_retried(cdn_double):
+def test_a_read_timeout_is_retried_on_a_read(cdn_double):
     client = http_client(cdn_double, read_timeout=0.2, max_retries=1)
     cdn_double.inject(None, latency=1.0, count=1)
-    result = client.push_object_cache(URLS[:1])
-    assert result.task_ids and client.calls_made == 2
+    assert client.describe_refresh_quota().preload_remain is not None
+    assert client.calls_made == 2
+
+
+def test_a_read_timeout_is_never_retried_on_a_submission(cdn_double):
+    client = http_client(cdn_double, read_timeout=0.2, max_retries=3)
+    cdn_double.inject(None, latency=0.6, count=1)
+    with pytest.raises(errors.CdnError) as info:
+        client.push_object_cache(URLS[:1])
+    assert (info.value.code, info.value.kind, client.calls_made) == ("Local.Timeout", Problem.AMBIGUOUS, 1)
+    time.sleep(0.6)
+    assert cdn_double.pushed_urls == URLS[:1]  # the API took it: a retry would have pushed it twice
 
 
 def test_timeout_gives_up_as_local_timeout(cdn_double, caplog):
@@ -545,19 +559,21 @@ def test_timeout_gives_up_as_local_timeout(cdn_double, caplog):
 
 
 @pytest.mark.parametrize("signature", SIGNATURES)
-def test_dropped_connection_is_a_local_connection_error(cdn_double, signature):
-    client = http_client(cdn_double, signature, max_retries=0, token=None)
+def test_a_connection_closed_after_sending_is_ambiguous_and_not_retried(cdn_double, signature):
+    client = http_client(cdn_double, signature, max_retries=3, token=None)
     cdn_double.inject(None, drop=True)
     with pytest.raises(errors.TransientError) as info:
         client.push_object_cache(URLS)
-    assert info.value.code == "Local.ConnectionError"
+    assert (info.value.code, info.value.kind) == ("Local.ConnectionLost", Problem.AMBIGUOUS)
+    assert client.calls_made == 1 and info.value.sent_at is not None
 
 
 def test_answer_lost_after_accept_is_transient_and_the_urls_were_pushed(cdn_double):
     client = http_client(cdn_double, max_retries=0)
     cdn_double.inject(None, drop_after_accept=True)
-    with pytest.raises(errors.TransientError):
+    with pytest.raises(errors.TransientError) as info:
         client.push_object_cache(URLS)
+    assert info.value.kind == Problem.AMBIGUOUS
     assert cdn_double.pushed_urls == URLS  # why a caller must treat it as "maybe accepted"
 
 

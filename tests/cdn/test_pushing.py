@@ -1,4 +1,4 @@
-"""BatchPusher against the CDN API double over loopback HTTP: every URL ends pushed, rejected or unpushed."""
+"""CdnAdapter.push against the CDN API double over loopback HTTP: every URL ends accepted, rejected, unsent or ambiguous."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from handler.cdn import errors
 from handler.cdn.client import CdnClient
-from handler.cdn.pushing import BatchPusher
+from handler.cdn.pushing import CdnAdapter
 from handler.credentials import Credentials
 from handler.local.cdn_double import CdnDouble
-from handler.ports import PushOutcome
+from handler.ports import Problem, SubmitOutcome
 from handler.settings import CdnSettings
 
 AK, SK = "test-ak", "test-sk-secret"
@@ -31,37 +31,37 @@ class FakeClock:
         self.now += seconds
 
 
-def make_pusher(endpoint: str, secret: str = SK, **overrides) -> BatchPusher:
+def make_pusher(endpoint: str, secret: str = SK, **overrides) -> CdnAdapter:
     cdn = replace(CdnSettings(endpoint=endpoint, max_retries=2, read_timeout=5.0), **overrides)
     clock = FakeClock()
     client = CdnClient(Credentials(AK, secret), cdn, sleep=clock.sleep, monotonic=clock.monotonic)
-    return BatchPusher(client, cdn)
+    return CdnAdapter(client, cdn)
 
 
 def good(n: int, start: int = 0, domain: str = "cdn.example.com") -> list[str]:
     return [f"https://{domain}/img/{i}.png" for i in range(start, start + n)]
 
 
-def assert_partition(urls: list[str], outcome: PushOutcome) -> None:
-    """Each distinct input URL is in exactly one of pushed, rejected, unpushed; nothing else is."""
-    places = [set(outcome.pushed), set(outcome.rejected), set(outcome.unpushed)]
-    assert len(outcome.unpushed) == len(places[2])
+def assert_partition(urls: list[str], outcome: SubmitOutcome) -> None:
+    """Each distinct input URL is in exactly one of accepted, rejected, unsent, ambiguous; nothing else is."""
+    places = [set(outcome.accepted), set(outcome.rejected), set(outcome.unsent), set(outcome.ambiguous)]
+    assert len(outcome.unsent) == len(places[2]) and len(outcome.ambiguous) == len(places[3])
     assert sum(len(p) for p in places) == len(set(urls))
     assert set().union(*places) == set(urls)
-    assert set(outcome.maybe_accepted) <= places[2]
+    assert (outcome.sent_at is not None) == bool(outcome.ambiguous)
 
 
 def test_one_bad_domain_among_99_good_urls(cdn_double):
     urls = good(50) + ["https://not-ours.example.org/x.png"] + good(49, start=50)
     outcome = make_pusher(cdn_double.base_url).push(urls)
     assert_partition(urls, outcome)
-    assert len(outcome.pushed) == 99
+    assert len(outcome.accepted) == 99
     assert list(outcome.rejected) == ["https://not-ours.example.org/x.png"]
     assert outcome.rejected["https://not-ours.example.org/x.png"].startswith("InvalidDomain.NotFound: ")
-    assert outcome.error is None and outcome.unpushed == []
+    assert outcome.problem is None and outcome.unsent == []
     assert outcome.calls <= 16  # bisection: about two calls per halving, not one per URL
     assert set(cdn_double.pushed_urls) == set(urls) - set(outcome.rejected)
-    assert all(outcome.pushed.values())
+    assert all(outcome.accepted.values())
 
 
 def test_a_refused_domain_costs_a_call_not_one_per_url(cdn_double):
@@ -69,7 +69,7 @@ def test_a_refused_domain_costs_a_call_not_one_per_url(cdn_double):
     urls = [url for pair in zip(good(50), gone) for url in pair]  # the two domains interleaved
     outcome = make_pusher(cdn_double.base_url).push(urls)
     assert_partition(urls, outcome)
-    assert set(outcome.rejected) == set(gone) and len(outcome.pushed) == 50
+    assert set(outcome.rejected) == set(gone) and len(outcome.accepted) == 50
     assert outcome.calls == 3  # the mixed batch, then one call per domain
     assert cdn_double.calls("PushObjectCache") == 3
 
@@ -80,14 +80,14 @@ def test_several_bad_urls_are_each_isolated(cdn_double):
     outcome = make_pusher(cdn_double.base_url).push(urls)
     assert_partition(urls, outcome)
     assert set(outcome.rejected) == set(bad)
-    assert len(outcome.pushed) == 25
+    assert len(outcome.accepted) == 25
 
 
 def test_locally_refused_urls_are_rejected_without_a_call(cdn_double):
     urls = good(3) + ["https://cdn.example.com/a b.png", "https://cdn.example.com/a\nhttps://cdn.example.com/evil", ""]
     outcome = make_pusher(cdn_double.base_url).push(urls)
     assert_partition(urls, outcome)
-    assert len(outcome.pushed) == 3 and len(outcome.rejected) == 3
+    assert len(outcome.accepted) == 3 and len(outcome.rejected) == 3
     assert all(reason.startswith("Local.InvalidUrl: ") for reason in outcome.rejected.values())
     assert outcome.calls == 1
     assert "https://cdn.example.com/evil" not in cdn_double.pushed_urls
@@ -103,17 +103,17 @@ def test_duplicates_are_pushed_once(cdn_double):
 def test_urls_are_split_into_batches_of_the_cap(cdn_double):
     urls = good(250)
     outcome = make_pusher(cdn_double.base_url).push(urls)
-    assert len(outcome.pushed) == 250
+    assert len(outcome.accepted) == 250
     assert outcome.calls == 3
 
 
 def test_task_ids_map_one_to_one_when_the_api_gives_one_per_url(cdn_double):
     urls = good(4)
     outcome = make_pusher(cdn_double.base_url).push(urls)
-    ids = [outcome.pushed[url] for url in urls]
+    ids = [outcome.accepted[url] for url in urls]
     assert len(set(ids)) == 4 and all("," not in i for i in ids)
     client = make_pusher(cdn_double.base_url).client
-    tasks = client.describe_refresh_tasks(ids)
+    tasks = client.describe_refresh_task_by_id(ids)
     assert {t.task_id: t.object_path for t in tasks} == dict(zip(ids, urls))
 
 
@@ -123,7 +123,7 @@ def test_batch_too_large_halves_and_remembers_the_smaller_cap(make_cdn_double):
     urls = good(230)
     outcome = pusher.push(urls)
     assert_partition(urls, outcome)
-    assert len(outcome.pushed) == 230 and outcome.error is None
+    assert len(outcome.accepted) == 230 and outcome.problem is None
     assert pusher.cap == 25  # 100 -> 50 -> 25
     assert sorted(double.pushed_urls) == sorted(urls)
     calls_before = double.calls()
@@ -136,46 +136,58 @@ def test_quota_exhausted_midway_leaves_the_rest_unpushed(cdn_double):
     urls = good(300)
     outcome = make_pusher(cdn_double.base_url).push(urls)
     assert_partition(urls, outcome)
-    assert isinstance(outcome.error, errors.QuotaExhaustedError)
-    assert len(outcome.pushed) == 100
-    assert outcome.unpushed == urls[100:]
-    assert outcome.maybe_accepted == []
+    assert outcome.problem.kind == Problem.QUOTA_SPENT
+    assert len(outcome.accepted) == 100
+    assert outcome.unsent == urls[100:]
+    assert outcome.ambiguous == []
     assert outcome.calls == 2
 
 
 @pytest.mark.parametrize(
-    "code, status, error_class",
+    "code, status, kind",
     [
-        ("PreloadQueueFull", 403, errors.RetryLaterError),
-        ("Forbidden.RAM", 403, errors.FatalConfigError),
-        ("SomethingNew", 400, errors.UnexpectedApiError),
+        ("PreloadQueueFull", 403, Problem.NOT_ACCEPTED),
+        ("Forbidden.RAM", 403, Problem.CONFIG),
+        ("SomethingNew", 400, Problem.NOT_ACCEPTED),
+        ("QuotaExceeded.Preload", 400, Problem.QUOTA_SPENT),
     ],
 )
-def test_stopping_errors_leave_the_batch_and_the_rest_unpushed(cdn_double, code, status, error_class):
+def test_stopping_errors_leave_the_batch_and_the_rest_unsent(cdn_double, code, status, kind):
     urls = good(150)
     pusher = make_pusher(cdn_double.base_url)
     first = pusher.push(urls[:100])
     cdn_double.inject(code, status)
     outcome = pusher.push(urls)
-    assert set(first.pushed) == set(urls[:100])
-    assert isinstance(outcome.error, error_class) and outcome.error.code == code
-    assert outcome.unpushed == urls and outcome.pushed == {} and outcome.maybe_accepted == []
+    assert set(first.accepted) == set(urls[:100])
+    assert (outcome.problem.kind, outcome.problem.code) == (kind, code)
+    assert outcome.unsent == urls and outcome.accepted == {} and outcome.ambiguous == []
     assert outcome.calls == 1
 
 
-def test_transient_failure_after_retries_marks_the_batch_maybe_accepted(cdn_double):
+def test_error_answers_after_retries_leave_everything_unsent(cdn_double):
     urls = good(130)
     pusher = make_pusher(cdn_double.base_url, max_retries=2)
     cdn_double.inject("ServiceUnavailable", 503, count=1)  # the first batch survives one fault
     outcome_first = pusher.push(urls[:100])
-    assert len(outcome_first.pushed) == 100 and outcome_first.calls == 2
+    assert len(outcome_first.accepted) == 100 and outcome_first.calls == 2
     cdn_double.inject("ServiceUnavailable", 503, count=10)
     outcome = pusher.push(urls)
     assert_partition(urls, outcome)
-    assert isinstance(outcome.error, errors.TransientError)
-    assert outcome.unpushed == urls
-    assert outcome.maybe_accepted == urls[:100]  # the failed call's batch, not the untried rest
+    assert (outcome.problem.kind, outcome.problem.code) == (Problem.NOT_ACCEPTED, "ServiceUnavailable")
+    assert outcome.unsent == urls and outcome.ambiguous == []  # an answer with a Code: nothing was taken
     assert outcome.calls == 3
+
+
+def test_a_lost_answer_marks_that_call_ambiguous_and_stops(cdn_double):
+    urls = good(250)
+    pusher = make_pusher(cdn_double.base_url, max_retries=3)
+    cdn_double.inject(None, drop_after_accept=True, count=1)
+    outcome = pusher.push(urls)
+    assert_partition(urls, outcome)
+    assert (outcome.problem.kind, outcome.problem.code) == (Problem.AMBIGUOUS, "Local.ConnectionLost")
+    assert outcome.ambiguous == urls[:100] and outcome.unsent == urls[100:]
+    assert outcome.calls == 1  # never retried: the double did take it
+    assert cdn_double.pushed_urls == urls[:100]
 
 
 def test_remaining_quota_reads_preload_remain(cdn_double):
@@ -230,4 +242,4 @@ def test_every_url_is_accounted_for(shared_double, kinds, fault, fault_after):
     assert_partition(urls, outcome)
     for url in outcome.rejected:
         assert not url.startswith(("https://cdn.example.com/p/", "img.example.com/p/"))
-    assert (outcome.error is None) == (outcome.unpushed == [])
+    assert (outcome.problem is None) == (outcome.unsent == [] and outcome.ambiguous == [])
