@@ -13,7 +13,7 @@ from typing import Sequence
 
 from .events import parse_event
 from .planning import parse_instant, quota_day, quota_grant
-from .ports import StoreError
+from .ports import PREFETCH, REFRESH, StoreError
 from .prewarm import flush, ingest
 from .settings import load_settings
 from .wiring import Wiring
@@ -59,9 +59,13 @@ def _cmd_ingest(args, wiring: Wiring, now: float) -> int:
         report = ingest(parsed.records, wiring.settings, wiring.store(), now)
         totals["files"] += 1
         totals["skipped"] += len(parsed.skipped)
-        for key in ("records", "added", "urls", "refused", "unmatched"):
+        for key in ("records", "added", "purges", "cancelled", "urls", "refused", "unmatched"):
             totals[key] += getattr(report, key)
-    _print(args, totals, "ingested {records} records from {files} files: {added} URLs newly pending")
+    _print(
+        args, totals,
+        "ingested {records} records from {files} files: {added} URLs newly pending, {purges} to purge,"
+        " {cancelled} cancelled",
+    )
     return 0
 
 
@@ -73,8 +77,12 @@ def _read_input(name: str) -> bytes:
 
 
 def _cmd_flush(args, wiring: Wiring, now: float) -> int:
-    report = flush(wiring.store(), wiring.prefetcher(), wiring.settings, now, flush_all=args.all)
-    _print(args, report.as_dict(), "pushed {pushed} URLs in {calls} calls; deferred {deferred}, dead-lettered {dead}")
+    report = flush(wiring.store(), wiring.cdn(), wiring.settings, now, flush_all=args.all)
+    _print(
+        args, report.as_dict(),
+        "pushed {pushed} URLs in {calls} calls, refreshed {refreshed}, verified {verified};"
+        " deferred {deferred}, dead-lettered {dead}",
+    )
     if not args.json:
         for task_id in report.task_ids:
             print(f"  task {task_id}")
@@ -87,25 +95,38 @@ def _cmd_status(args, wiring: Wiring, now: float) -> int:
     store = wiring.store()
     counts = store.counts(now)
     day = quota_day(now)
-    used = store.quota_used(day)
-    limit = wiring.settings.cdn.daily_limit
+    cdn = wiring.settings.cdn
+    used, refresh_used = store.quota_used(PREFETCH, day), store.quota_used(REFRESH, day)
     status = {
         "quota_day": day,
         "pending": counts.pending,
         "deferred": counts.deferred,
+        "refreshing": counts.refreshing,
         "pushed": counts.pushed,
+        "verified": counts.verified,
+        "unverified": counts.unverified,
         "dead": counts.dead,
+        "failed_tasks": counts.failed_tasks,
+        "deferred_reasons": dict(counts.deferred_reasons),
         "quota_used": used,
-        "quota_limit": limit,
-        "quota_remaining": quota_grant(limit, used, limit, None, 0),
+        "quota_limit": cdn.daily_limit,
+        "quota_remaining": quota_grant(cdn.daily_limit, used, cdn.daily_limit, None, 0),
+        "refresh_quota_used": refresh_used,
+        "refresh_quota_limit": cdn.daily_refresh_quota,
+        "refresh_quota_remaining": max(0, cdn.daily_refresh_quota - refresh_used),
         "now": datetime.fromtimestamp(now, timezone.utc).isoformat(),
     }
     _print(
         args,
         status,
-        "quota day {quota_day}: {quota_used}/{quota_limit} URLs used, {quota_remaining} left\n"
-        "pending {pending} (deferred {deferred}), pushed {pushed}, dead-lettered {dead}",
+        "quota day {quota_day}: prefetch {quota_used}/{quota_limit} URLs used, {quota_remaining} left;"
+        " refresh {refresh_quota_used}/{refresh_quota_limit}, {refresh_quota_remaining} left\n"
+        "pending {pending} (deferred {deferred}), refreshing {refreshing}, pushed {pushed},"
+        " verified {verified}, unverified {unverified}, dead-lettered {dead}",
     )
+    if not args.json:
+        for reason, count in counts.deferred_reasons.items():
+            print(f"  deferred {count}: {reason}")
     return 0
 
 

@@ -56,7 +56,7 @@ def flush(event: bytes | str | None = None, context: Any = None) -> str:
     flush_all = _asks_for_all(event)
     report = flush_windows(
         wiring.store(context),
-        wiring.prefetcher(context),
+        wiring.cdn(context),
         wiring.settings,
         time.time(),
         flush_all=flush_all,

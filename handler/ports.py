@@ -181,26 +181,3 @@ class CdnApi(Protocol):
     def account_quota(self) -> AccountQuota:
         """DescribeRefreshQuota."""
 
-
-# -- the pre-lifecycle prefetch port, removed once the flush runs on CdnApi --------------
-
-@dataclass
-class PushOutcome:
-    """What became of a list of URLs handed to the CDN: each is in exactly one of pushed, rejected or unpushed."""
-
-    pushed: dict[str, str] = field(default_factory=dict)  # url -> task id
-    rejected: dict[str, str] = field(default_factory=dict)  # url -> "Code: message"
-    unpushed: list[str] = field(default_factory=list)  # not accepted; see `error`
-    error: "object | None" = None  # what stopped the push early, if anything
-    calls: int = 0  # PushObjectCache calls made, retries included
-    maybe_accepted: list[str] = field(default_factory=list)  # part of `unpushed` whose call's answer was lost
-
-
-class Prefetcher(Protocol):
-    """The CDN prefetch API as the core needs it."""
-
-    def push(self, urls: Sequence[str]) -> PushOutcome:
-        """Push URLs in as few calls as the API allows, isolating bad URLs; never raises CdnError."""
-
-    def remaining_quota(self) -> int | None:
-        """The account's PreloadRemain now, or None when it cannot be read."""

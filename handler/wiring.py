@@ -13,7 +13,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .credentials import Credentials
-    from .ports import Prefetcher, Store
+    from .ports import CdnApi, Store
 
 
 def store_needs_credentials(settings: Settings) -> bool:
@@ -32,11 +32,11 @@ def open_configured_store(settings: Settings, credentials: "Credentials | None" 
     return open_store(settings.store, credentials=credentials)
 
 
-def open_prefetcher(settings: Settings, credentials: "Credentials") -> "Prefetcher":
+def open_cdn(settings: Settings, credentials: "Credentials") -> "CdnApi":
     from .cdn.client import CdnClient
-    from .cdn.pushing import BatchPusher
+    from .cdn.pushing import CdnAdapter
 
-    return BatchPusher(CdnClient(credentials, settings.cdn), settings.cdn)
+    return CdnAdapter(CdnClient(credentials, settings.cdn), settings.cdn)
 
 
 class Wiring:
@@ -46,8 +46,8 @@ class Wiring:
         self.settings = settings
         self._store: "Store | None" = None
         self._store_credentials: "Credentials | None" = None
-        self._prefetcher: "Prefetcher | None" = None
-        self._prefetcher_credentials: "Credentials | None" = None
+        self._cdn: "CdnApi | None" = None
+        self._cdn_credentials: "Credentials | None" = None
 
     def store(self, context: Any = None) -> "Store":
         credentials = resolve(context) if store_needs_credentials(self.settings) else None
@@ -58,9 +58,9 @@ class Wiring:
             self._store_credentials = credentials
         return self._store
 
-    def prefetcher(self, context: Any = None) -> "Prefetcher":
+    def cdn(self, context: Any = None) -> "CdnApi":
         credentials = resolve(context)
-        if self._prefetcher is None or credentials != self._prefetcher_credentials:
-            self._prefetcher = open_prefetcher(self.settings, credentials)
-            self._prefetcher_credentials = credentials
-        return self._prefetcher
+        if self._cdn is None or credentials != self._cdn_credentials:
+            self._cdn = open_cdn(self.settings, credentials)
+            self._cdn_credentials = credentials
+        return self._cdn

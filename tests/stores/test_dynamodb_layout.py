@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import boto3
@@ -12,7 +13,8 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from handler.ports import StoreError
+from handler import lifecycle as lc
+from handler.ports import PREFETCH, StoreError
 from handler.stores import keys
 from handler.stores.dynamodb import DynamoDbStore
 
@@ -57,9 +59,23 @@ def items(client, table: str) -> list[dict]:
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def upload(store, urls, *, version="v1", window=W, now=T0):
+    return store.update(
+        {u: partial(lc.written, url=u, version=version, window=window, now=now, mode=lc.AUTO) for u in urls}, now
+    )
+
+
+def claim(store, now, owner="o"):
+    return store.claim(max_window=None, now=now, limit=10, owner=owner, lease_seconds=60)
+
+
+def settle(store, urls, step, now, **kwargs):
+    store.update({u: partial(step, owner="o", now=now, **kwargs) for u in urls}, now)
+
+
 def test_one_hot_window_spreads_over_many_partitions(store, client):
     urls = [f"https://cdn.example.com/hot/{i}.jpg" for i in range(1000)]
-    assert len(store.add_pending(W, urls, T0)) == 1000
+    assert len(upload(store, urls)) == 1000
     pending = Counter(i["pk"]["S"] for i in items(client, store.table) if i["pk"]["S"].startswith("pending#"))
     assert len(pending) >= 8
     assert max(pending.values()) < 1000 / 8  # no shard holds a lion's share
@@ -69,22 +85,20 @@ def test_one_hot_window_spreads_over_many_partitions(store, client):
 
 
 def test_every_write_is_conditional(store, requests_sent):
-    store.add_pending(W, ["https://a/1", "https://a/2", "https://a/3", "https://a/4"], T0)
-    store.add_pending(W, ["https://a/1"], T0 + 1)  # a repeat: repairs the pending row
-    claims = store.claim(max_window=None, now=T0 + 100, limit=10, owner="o", lease_seconds=60)
-    assert len(claims) == 4
-    store.mark_pushed({"https://a/1": "t"}, now=T0 + 101, keep_until=T0 + 200)
-    store.mark_dead("o", {"https://a/2": "bad"}, now=T0 + 101, keep_until=T0 + 200)
-    store.mark_dead("someone-else", {"https://a/3": "bad"}, now=T0 + 101, keep_until=T0 + 200)
-    store.defer("o", ["https://a/3", "https://a/4"], not_before=T0 + 150, reason="r", count_attempt=True)
-    store.add_pending(W + 9, ["https://a/1"], T0 + 300)  # re-queued after its horizon
-    store.record_dead(W, {"https://a/9": "too long"}, now=T0, keep_until=T0 + 10)
-    store.reserve_quota("d", 5, 10)
-    store.reserve_quota("d", 10, 10)  # partial: the compare-and-set path
-    store.release_quota("d", 3)
+    upload(store, ["https://a/1", "https://a/2", "https://a/3", "https://a/4"])
+    upload(store, ["https://a/1"], now=T0 + 1)  # a redelivery: a read, no write
+    assert len(claim(store, T0 + 100)) == 4
+    settle(store, ["https://a/1"], lc.push_accepted, T0 + 101, task_id="t", pushed="v1", mode=lc.AUTO)
+    settle(store, ["https://a/2"], lc.refused, T0 + 101, reason="bad", keep_until=T0 + 200)
+    settle(store, ["https://a/3", "https://a/4"], lc.released, T0 + 101, not_before=T0 + 150, reason="r")
+    upload(store, ["https://a/2"], version="v2", window=W + 9, now=T0 + 300)  # a new version of a dead URL
+    store.update({"https://a/3": lambda state: None}, T0 + 300)
+    store.reserve_quota(PREFETCH, "d", 5, 10)
+    store.reserve_quota(PREFETCH, "d", 10, 10)  # partial: the compare-and-set path
+    store.release_quota(PREFETCH, "d", 3)
     store.request_flush(W)
-    store.claim(max_window=None, now=T0 + 1000, limit=10, owner="p", lease_seconds=60)
-    store.claim(max_window=None, now=T0 + 1000, limit=10, owner="q", lease_seconds=60)  # drains the index
+    claim(store, T0 + 1000, owner="p")
+    claim(store, T0 + 1000, owner="q")  # drains the index
     writes = [(op, params) for op, params in requests_sent if op in WRITES]
     assert {op for op, _ in writes} == WRITES
     unconditional = [(op, params.get("Key") or params.get("Item", {}).get("pk")) for op, params in writes
@@ -94,38 +108,37 @@ def test_every_write_is_conditional(store, requests_sent):
     assert used <= {"PutItem", "UpdateItem", "DeleteItem", "GetItem", "Query"}, used  # no batch or scan here
 
 
-def test_a_pending_row_lost_in_a_crash_is_restored_by_the_repeated_add(store, client):
+def test_a_crash_between_the_due_row_and_the_record_leaves_only_a_stale_row(store, client):
     url = "https://cdn.example.com/crash.jpg"
-    store.add_pending(W, [url], T0)
-    # The invocation died after writing the URL record, before (or while) writing the pending row.
-    client.delete_item(TableName=store.table, Key={
-        "pk": {"S": keys.pending_pk(W, keys.shard_of(url))}, "sk": {"S": keys.url_hash(url)}})
-    assert store.claim(max_window=None, now=T0 + 100, limit=10, owner="o", lease_seconds=60) == []
-    assert store.add_pending(W, [url], T0 + 1) == []  # the retry: not new, but its row is back
-    claims = store.claim(max_window=None, now=T0 + 100, limit=10, owner="o", lease_seconds=60)
-    assert [(c.url, c.window) for c in claims] == [(url, W)]
+    # The invocation died after writing the due row, before writing the URL record.
+    store._put_pending_row(url, W, "ref-of-a-record-never-written", 0.0)
+    store._touch_window_entry(W, keys.shard_of(url), "t")
+    assert claim(store, T0 + 100) == []  # the row names no record: stale, and deleted
+    assert len(upload(store, [url], now=T0 + 1)) == 1  # the retried invocation queues it
+    assert [(c.url, c.window) for c in claim(store, T0 + 100)] == [(url, W)]
 
 
 def test_stale_rows_and_drained_index_entries_are_cleaned_by_claim(store, client):
     url = "https://cdn.example.com/stale.jpg"
-    store.add_pending(W, [url], T0)
+    upload(store, [url])
     row_key = {"pk": {"S": keys.pending_pk(W, keys.shard_of(url))}, "sk": {"S": keys.url_hash(url)}}
     stale_row = client.get_item(TableName=store.table, Key=row_key)["Item"]
-    store.claim(max_window=None, now=T0 + 100, limit=10, owner="o", lease_seconds=60)
-    store.mark_pushed({url: "t"}, now=T0 + 101, keep_until=T0 + 10_000)
-    client.put_item(TableName=store.table, Item=stale_row)  # as if the delete after the push had been lost
-    assert store.claim(max_window=None, now=T0 + 200, limit=10, owner="p", lease_seconds=60) == []
+    claim(store, T0 + 100)
+    settle(store, [url], lc.refused, T0 + 101, reason="bad", keep_until=T0 + 10_000)
+    client.put_item(TableName=store.table, Item=stale_row)  # as if the delete after settling had been lost
+    assert claim(store, T0 + 200, owner="p") == []
     remaining = {i["pk"]["S"] for i in items(client, store.table)}
-    assert row_key["pk"]["S"] not in remaining  # the URL record says pushed: the row went
-    store.claim(max_window=None, now=T0 + 300, limit=10, owner="p", lease_seconds=60)
+    assert row_key["pk"]["S"] not in remaining  # the URL record says dead: the row went
+    claim(store, T0 + 300, owner="p")
     remaining = {i["pk"]["S"] for i in items(client, store.table)}
     assert not any(pk.startswith("windows#") for pk in remaining)  # and so did the empty window's entry
 
 
 def test_keys_are_bounded_whatever_the_url_length(store, client):
     url = "https://cdn.example.com/" + "x" * 5000
-    store.record_dead(W, {url: "too long"}, now=T0, keep_until=T0 + 10)
-    store.add_pending(W, ["https://cdn.example.com/" + "y" * 1000], T0)
+    dead = lc.dead(lc.UrlState(url, lc.DEAD, W), "too long", now=T0, keep_until=T0 + 10)
+    store.update({url: lambda state: dead}, T0)
+    upload(store, ["https://cdn.example.com/" + "y" * 1000])
     for item in items(client, store.table):
         assert len(item["pk"]["S"].encode()) <= 64 and len(item["sk"]["S"].encode()) <= 64
 
@@ -140,7 +153,7 @@ def test_create_schema_is_idempotent_and_on_demand(store, client):
 def test_a_missing_table_is_a_store_error_naming_the_cure(client):
     store = DynamoDbStore("no-such-table", client=client)
     with pytest.raises(StoreError, match="init-store"):
-        store.quota_used("d")
+        store.quota_used(PREFETCH, "d")
 
 
 @pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException",
@@ -151,7 +164,7 @@ def test_throttling_and_outages_become_store_errors(code, aws_dummy_credentials)
     with Stubber(client) as stub:  # the SDK's own stub of the service: no network
         stub.add_client_error("get_item", service_error_code=code, http_status_code=400)
         with pytest.raises(StoreError, match=code) as caught:
-            DynamoDbStore("t-table", client=client).quota_used("d")
+            DynamoDbStore("t-table", client=client).quota_used(PREFETCH, "d")
     assert caught.value.__cause__ is not None
     assert "testing" not in str(caught.value)  # no credentials in the message
 
@@ -166,7 +179,7 @@ def test_an_unreachable_endpoint_is_a_store_error(aws_dummy_credentials):
         "dynamodb", region_name="cn-hangzhou", endpoint_url=f"http://127.0.0.1:{port}",
         config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=1))
     with pytest.raises(StoreError, match="EndpointConnectionError"):
-        DynamoDbStore("t-table", client=client).quota_used("d")
+        DynamoDbStore("t-table", client=client).quota_used(PREFETCH, "d")
 
 
 def test_from_url():
