@@ -1,4 +1,4 @@
-"""Upload payloads (FC native OSS trigger, EventBridge CloudEvents, AWS S3) → ObjectCreated records.
+"""Upload payloads (FC native OSS trigger, EventBridge CloudEvents, AWS S3) → ObjectWritten records.
 
 Object keys are decoded here and nowhere else: OSS and EventBridge keys are raw
 object names and are taken as they are; S3 keys are URL-encoded (`+` for a space)
@@ -24,8 +24,8 @@ class MalformedEvent(ValueError):
 
 
 @dataclass(frozen=True)
-class ObjectCreated:
-    """One object that was created; `key` is the exact object name, already decoded."""
+class ObjectWritten:
+    """An object that was created or overwritten; `key` is the exact object name, already decoded."""
 
     bucket: str
     key: str
@@ -46,7 +46,7 @@ class Skipped:
 
 @dataclass
 class ParsedEvents:
-    records: list[ObjectCreated] = field(default_factory=list)
+    records: list[ObjectWritten] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
 
@@ -127,12 +127,12 @@ def _records_of(body: Any) -> tuple[str, list]:
     raise MalformedEvent("no 'events' (OSS), 'Records' (S3) or CloudEvent 'data' (EventBridge)")
 
 
-def _parse_oss(record: Any, source: str = "oss") -> ObjectCreated:
+def _parse_oss(record: Any, source: str = "oss") -> ObjectWritten:
     """One OSS notification record; the key is the raw object name."""
     record = _dict(record, "record")
     oss = _dict(record.get("oss"), "oss")
     obj = _dict(oss.get("object"), "oss.object")
-    return ObjectCreated(
+    return ObjectWritten(
         bucket=_text(_dict(oss.get("bucket"), "oss.bucket").get("name"), "oss.bucket.name"),
         key=_text(obj.get("key"), "oss.object.key"),
         event_name=_event_name(record.get("eventName"), "oss:"),
@@ -143,7 +143,7 @@ def _parse_oss(record: Any, source: str = "oss") -> ObjectCreated:
     )
 
 
-def _parse_cloudevent(event: Any) -> ObjectCreated:
+def _parse_cloudevent(event: Any) -> ObjectWritten:
     """One EventBridge CloudEvent from OSS: `data` is one OSS record, not wrapped in `events`."""
     event = _dict(event, "CloudEvent")
     source = event.get("source")
@@ -164,7 +164,7 @@ def _parse_cloudevent(event: Any) -> ObjectCreated:
     return record
 
 
-def _parse_s3(record: Any) -> ObjectCreated:
+def _parse_s3(record: Any) -> ObjectWritten:
     """One S3 notification record; the key arrives URL-encoded with `+` for a space and is decoded once."""
     record = _dict(record, "record")
     s3 = _dict(record.get("s3"), "s3")
@@ -174,7 +174,7 @@ def _parse_s3(record: Any) -> ObjectCreated:
         key = unquote_plus(encoded, errors="strict")
     except UnicodeDecodeError:
         raise MalformedEvent(f"s3.object.key {_short(encoded)} does not decode to UTF-8") from None
-    return ObjectCreated(
+    return ObjectWritten(
         bucket=_text(_dict(s3.get("bucket"), "s3.bucket").get("name"), "s3.bucket.name"),
         key=_text(key, "s3.object.key (decoded)"),
         event_name=_event_name(record.get("eventName"), "s3:"),
@@ -185,14 +185,14 @@ def _parse_s3(record: Any) -> ObjectCreated:
     )
 
 
-_PARSERS: dict[str, Callable[[Any], ObjectCreated]] = {
+_PARSERS: dict[str, Callable[[Any], ObjectWritten]] = {
     "oss": _parse_oss,
     "cloudevent": _parse_cloudevent,
     "s3": _parse_s3,
 }
 
 
-def _check_wanted(record: ObjectCreated, include_append: bool) -> None:
+def _check_wanted(record: ObjectWritten, include_append: bool) -> None:
     """Refuse what is not a new object that can be prefetched."""
     if not record.event_name.startswith(OBJECT_CREATED):
         raise _NotAnUpload(f"not an ObjectCreated event: {_short(record.event_name)}")

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from .cdn.errors import FatalConfigError, QuotaExhaustedError
-from .events import ObjectCreated
+from .events import ObjectWritten
 from .planning import closed_before, next_quota_day_start, quota_day, quota_grant, window_of
 from .ports import ClaimedUrl, Prefetcher, PushOutcome, Store
 from .settings import Settings
@@ -56,7 +56,7 @@ class FlushReport:
         return asdict(self)
 
 
-def ingest(records: Sequence[ObjectCreated], settings: Settings, store: Store, now: float) -> IngestReport:
+def ingest(records: Sequence[ObjectWritten], settings: Settings, store: Store, now: float) -> IngestReport:
     """Map records to URLs and add them to the pending set of the window `now` falls in."""
     report = IngestReport(records=len(records), window=window_of(now, settings.window_seconds))
     urls: list[str] = []

@@ -1,4 +1,4 @@
-"""Payload → ObjectCreated records: every source, tricky keys decoded exactly once, nothing ever raises."""
+"""Payload → ObjectWritten records: every source, tricky keys decoded exactly once, nothing ever raises."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventdata import eventbridge_event, load_event, oss_batch, oss_event, oss_record, s3_event, timer_event
-from handler.events import ObjectCreated, is_timer_event, parse_event
+from handler.events import ObjectWritten, is_timer_event, parse_event
 
 TRICKY_KEYS = [
     "视频/第1集.mp4",
@@ -44,7 +44,7 @@ def test_oss_put_sample():
     parsed = parse_event(load_event("oss-put"))
     assert parsed.skipped == []
     assert parsed.records == [
-        ObjectCreated(
+        ObjectWritten(
             bucket="my-bucket",
             key="static/css/site.css",
             event_name="ObjectCreated:PutObject",

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventdata import eventbridge_event, load_event, oss_event, s3_event
-from handler.events import ObjectCreated, parse_event
+from handler.events import ObjectWritten, parse_event
 from handler.settings import Rule
 from handler.urls import MAX_URL_LENGTH, cdn_path, encode_path, url_problem, urls_for
 
@@ -18,8 +18,8 @@ CDN = Rule(bucket="my-bucket", domains=("cdn.example.com",))
 IMG = Rule(bucket="my-s3-bucket", domains=("img.example.com",))
 
 
-def record(key: str, bucket: str = "my-bucket") -> ObjectCreated:
-    return ObjectCreated(bucket=bucket, key=key, event_name="ObjectCreated:PutObject", source="oss",
+def record(key: str, bucket: str = "my-bucket") -> ObjectWritten:
+    return ObjectWritten(bucket=bucket, key=key, event_name="ObjectCreated:PutObject", source="oss",
                          event_time=None, etag=None, size=None)
 
 
