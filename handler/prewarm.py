@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from .cdn.errors import FatalConfigError, QuotaExhaustedError
-from .events import ObjectWritten
+from .events import ObjectRecord, ObjectRemoved
 from .planning import closed_before, next_quota_day_start, quota_day, quota_grant, window_of
 from .ports import ClaimedUrl, Prefetcher, PushOutcome, Store
 from .settings import Settings
@@ -56,12 +56,16 @@ class FlushReport:
         return asdict(self)
 
 
-def ingest(records: Sequence[ObjectWritten], settings: Settings, store: Store, now: float) -> IngestReport:
+def ingest(records: Sequence[ObjectRecord], settings: Settings, store: Store, now: float) -> IngestReport:
     """Map records to URLs and add them to the pending set of the window `now` falls in."""
     report = IngestReport(records=len(records), window=window_of(now, settings.window_seconds))
     urls: list[str] = []
     refused: dict[str, str] = {}
     for record in records:
+        if isinstance(record, ObjectRemoved):
+            # Removals are parsed but not acted on yet: refreshing deleted objects is ingest's next step.
+            log.info("removal of bucket=%r key=%r: not handled yet, ignored", record.bucket, record.key)
+            continue
         mapped = urls_for(record, settings.rules)
         if not mapped.urls and not mapped.refused:
             report.unmatched += 1
