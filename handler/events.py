@@ -1,39 +1,77 @@
-"""Upload payloads (FC native OSS trigger, EventBridge CloudEvents, AWS S3) → ObjectCreated records.
+"""Storage event payloads → ObjectWritten and ObjectRemoved records, in payload order.
 
-Object keys are decoded here and nowhere else: OSS and EventBridge keys are raw
-object names and are taken as they are; S3 keys are URL-encoded (`+` for a space)
-and are decoded exactly once. `parse_event` never raises: every record it does not
-use is reported as a `Skipped` with the reason, and one bad record never costs
-its neighbours.
+Sources: the FC native OSS trigger, OSS through Alibaba EventBridge (CloudEvents),
+AWS S3 notifications, S3 through Amazon EventBridge, and S3 notifications carried
+in SQS message bodies.
+
+Object keys are decoded here and nowhere else, each source as its documentation
+says: OSS keys (native and through EventBridge) are raw object names; S3
+notification keys (direct or inside an SQS body) are URL-encoded with `+` for a
+space and are decoded exactly once; Amazon EventBridge documents no encoding for
+`detail.object.key`, so it is taken as it is.
+
+`parse_event` never raises: every record it does not use is reported as a
+`Skipped` with the reason, and one bad record never costs its neighbours.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import unquote_plus
 
 OBJECT_CREATED = "ObjectCreated:"
+OBJECT_REMOVED = "ObjectRemoved:"
 APPEND_OBJECT = "ObjectCreated:AppendObject"
+# An aborted multipart upload never produced an object: there is nothing to refresh.
+ABORT_MULTIPART_UPLOAD = "ObjectRemoved:AbortMultipartUpload"
 OSS_CLOUDEVENT_SOURCE = "acs.oss"
+S3_EVENTBRIDGE_SOURCE = "aws.s3"
+SQS_EVENT_SOURCE = "aws:sqs"
+S3_TEST_EVENT = "s3:TestEvent"
+# Amazon EventBridge names S3 events by detail-type; mapped onto the notification names' prefixes.
+S3_EVENTBRIDGE_DETAIL_TYPES = {"Object Created": "ObjectCreated", "Object Deleted": "ObjectRemoved"}
 
 
 class MalformedEvent(ValueError):
-    """A payload or a record lacks what an upload event must have; the message says what."""
+    """A payload or a record lacks what a storage event must have; the message says what."""
 
 
 @dataclass(frozen=True)
-class ObjectCreated:
-    """One object that was created; `key` is the exact object name, already decoded."""
+class ObjectWritten:
+    """An object that was created or overwritten; `key` is the exact object name, already decoded."""
 
     bucket: str
     key: str
     event_name: str  # without a source prefix: "ObjectCreated:PutObject", "ObjectCreated:Put"
-    source: str  # "oss" | "eventbridge" | "s3"
+    source: str  # "oss" | "eventbridge" | "s3" | "s3-eventbridge" | "s3-sqs"
     event_time: str | None = None
-    etag: str | None = None
+    etag: str | None = None  # without surrounding double quotes
     size: int | None = None
+    version_id: str | None = None  # S3 only, with versioning on
+    sequencer: str | None = None  # S3 only: orders the events of one key
+
+    @property
+    def version(self) -> str | None:
+        """What tells this write of the key from another: the version id where there is one, else the ETag."""
+        return self.version_id or self.etag
+
+
+@dataclass(frozen=True)
+class ObjectRemoved:
+    """An object that was deleted (or hidden by a delete marker); `key` is the exact object name."""
+
+    bucket: str
+    key: str
+    event_name: str  # without a source prefix: "ObjectRemoved:DeleteObject", "ObjectRemoved:Delete"
+    source: str
+    event_time: str | None = None
+    version_id: str | None = None
+    sequencer: str | None = None
+
+
+ObjectRecord = ObjectWritten | ObjectRemoved
 
 
 @dataclass(frozen=True)
@@ -46,16 +84,16 @@ class Skipped:
 
 @dataclass
 class ParsedEvents:
-    records: list[ObjectCreated] = field(default_factory=list)
+    records: list[ObjectRecord] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
 
-class _NotAnUpload(Exception):
-    """A well-formed record that is deliberately not used (not ObjectCreated, a directory, ...)."""
+class _NotUsed(Exception):
+    """A well-formed record that is deliberately not used (another event kind, a directory, ...)."""
 
 
 def parse_event(payload: Any, *, include_append: bool = False) -> ParsedEvents:
-    """The ObjectCreated records of a payload (bytes, text or parsed JSON), with a reason for each one skipped."""
+    """The object records of a payload (bytes, text or parsed JSON), with a reason for each one skipped."""
     result = ParsedEvents()
     try:
         body = _load(payload)
@@ -63,20 +101,14 @@ def parse_event(payload: Any, *, include_append: bool = False) -> ParsedEvents:
     except MalformedEvent as exc:
         result.skipped.append(Skipped(None, f"malformed payload: {exc}"))
         return result
-    except _NotAnUpload as exc:
+    except _NotUsed as exc:
         result.skipped.append(Skipped(None, str(exc)))
         return result
-    parse_one = _PARSERS[kind]
     for index, item in enumerate(items):
-        try:
-            record = parse_one(item)
-            _check_wanted(record, include_append)
-        except MalformedEvent as exc:
-            result.skipped.append(Skipped(index, f"malformed record: {exc}"))
-        except _NotAnUpload as exc:
-            result.skipped.append(Skipped(index, str(exc)))
+        if kind == "records" and isinstance(item, dict) and item.get("eventSource") == SQS_EVENT_SOURCE:
+            _collect_sqs_message(item, index, include_append, result)
         else:
-            result.records.append(record)
+            _collect(_PARSERS[kind], item, index, include_append, result)
     return result
 
 
@@ -111,44 +143,99 @@ def _load(payload: Any) -> Any:
 
 
 def _records_of(body: Any) -> tuple[str, list]:
-    """Which source the payload comes from and its list of records."""
+    """Which envelope the payload comes in and its list of records."""
     if isinstance(body, list):
-        return "cloudevent", body  # EventBridge with batching: an array of CloudEvents
+        return "bus", body  # EventBridge with batching: an array of events
     if not isinstance(body, dict):
         raise MalformedEvent(f"expected a JSON object or array, got {_type(body)}")
     if "events" in body:
         return "oss", _list(body["events"], "events")
     if "Records" in body:
-        return "s3", _list(body["Records"], "Records")
-    if "specversion" in body or "data" in body:
-        return "cloudevent", [body]
+        # S3 notification records or SQS messages: told apart record by record by eventSource.
+        return "records", _list(body["Records"], "Records")
+    if "specversion" in body or "data" in body or "detail-type" in body or "detail" in body:
+        return "bus", [body]
     if "triggerTime" in body:
-        raise _NotAnUpload("a Timer trigger event, not an upload")
-    raise MalformedEvent("no 'events' (OSS), 'Records' (S3) or CloudEvent 'data' (EventBridge)")
+        raise _NotUsed("a Timer trigger event, not an upload")
+    raise MalformedEvent(
+        "no 'events' (OSS), 'Records' (S3, SQS), CloudEvent 'data' (EventBridge) or 'detail' (Amazon EventBridge)"
+    )
 
 
-def _parse_oss(record: Any, source: str = "oss") -> ObjectCreated:
-    """One OSS notification record; the key is the raw object name."""
+def _collect(parse: Callable[[Any], dict], item: Any, index: int, include_append: bool, result: ParsedEvents,
+             where: str = "") -> None:
+    """Parse one record into `result`: a record, or a Skipped saying why not (`where` locates it inside the item)."""
+    try:
+        record = _record(parse(item), include_append)
+    except MalformedEvent as exc:
+        result.skipped.append(Skipped(index, f"malformed record: {where}{exc}"))
+    except _NotUsed as exc:
+        result.skipped.append(Skipped(index, f"{where}{exc}"))
+    else:
+        result.records.append(record)
+
+
+def _collect_sqs_message(message: dict, index: int, include_append: bool, result: ParsedEvents) -> None:
+    """The S3 records in one SQS message's body; a bad body costs only its own message."""
+    try:
+        records = _sqs_body_records(message)
+    except MalformedEvent as exc:
+        result.skipped.append(Skipped(index, f"malformed record: {exc}"))
+        return
+    except _NotUsed as exc:
+        result.skipped.append(Skipped(index, str(exc)))
+        return
+    if not records:
+        result.skipped.append(Skipped(index, "SQS message body has no S3 records"))
+    for position, record in enumerate(records):
+        _collect(_parse_s3_in_sqs, record, index, include_append, result, where=f"SQS body record {position}: ")
+
+
+def _sqs_body_records(message: dict) -> list:
+    """The `Records` of the S3 notification that an SQS message carries as JSON text in `body`."""
+    text = _text(message.get("body"), "SQS body")
+    try:
+        notification = json.loads(text)
+    except RecursionError:
+        raise MalformedEvent("SQS body: JSON nested too deeply") from None
+    except ValueError:
+        raise MalformedEvent(f"SQS body is not JSON: {_short(text)}") from None
+    notification = _dict(notification, "SQS body")
+    if notification.get("Event") == S3_TEST_EVENT:
+        # S3 sends this once when a notification configuration is saved; it names no object.
+        raise _NotUsed("an S3 test event (s3:TestEvent), not an upload")
+    return _list(notification.get("Records"), "SQS body Records")
+
+
+def _parse_oss(record: Any, source: str = "oss") -> dict:
+    """One OSS notification record; the key is the raw object name. OSS has no version id or sequencer."""
     record = _dict(record, "record")
     oss = _dict(record.get("oss"), "oss")
     obj = _dict(oss.get("object"), "oss.object")
-    return ObjectCreated(
+    return dict(
         bucket=_text(_dict(oss.get("bucket"), "oss.bucket").get("name"), "oss.bucket.name"),
         key=_text(obj.get("key"), "oss.object.key"),
         event_name=_event_name(record.get("eventName"), "oss:"),
         source=source,
         event_time=_optional_text(record.get("eventTime")),
-        etag=_optional_text(obj.get("eTag")),
+        etag=_etag(obj.get("eTag")),
         size=_optional_size(obj.get("size")),
     )
 
 
-def _parse_cloudevent(event: Any) -> ObjectCreated:
+def _parse_bus_event(event: Any) -> dict:
+    """One event from an event bus: S3 through Amazon EventBridge, or else OSS through Alibaba EventBridge."""
+    if isinstance(event, dict) and ("detail-type" in event or "detail" in event):
+        return _parse_s3_eventbridge(event)
+    return _parse_cloudevent(event)
+
+
+def _parse_cloudevent(event: Any) -> dict:
     """One EventBridge CloudEvent from OSS: `data` is one OSS record, not wrapped in `events`."""
     event = _dict(event, "CloudEvent")
     source = event.get("source")
     if source != OSS_CLOUDEVENT_SOURCE:
-        raise _NotAnUpload(f"not an OSS CloudEvent (source {_short(source)})")
+        raise _NotUsed(f"not an OSS CloudEvent (source {_short(source)})")
     data = event.get("data")
     if isinstance(data, str):  # some deliveries carry data as JSON text
         try:
@@ -158,13 +245,43 @@ def _parse_cloudevent(event: Any) -> ObjectCreated:
     data = _dict(data, "data")
     if "eventName" not in data and isinstance(event.get("type"), str):
         data = {**data, "eventName": event["type"]}
-    record = _parse_oss(data, source="eventbridge")
-    if record.event_time is None and isinstance(event.get("time"), str):
-        record = replace(record, event_time=event["time"])
-    return record
+    fields = _parse_oss(data, source="eventbridge")
+    if fields["event_time"] is None and isinstance(event.get("time"), str):
+        fields["event_time"] = event["time"]
+    return fields
 
 
-def _parse_s3(record: Any) -> ObjectCreated:
+def _parse_s3_eventbridge(event: dict) -> dict:
+    """One S3 event through Amazon EventBridge. The key is taken as it is: AWS documents no encoding for it.
+
+    The event name is built from detail-type and reason: "Object Created" with reason
+    "PutObject" becomes "ObjectCreated:PutObject", "Object Deleted" with "DeleteObject"
+    becomes "ObjectRemoved:DeleteObject" (or "ObjectRemoved:Lifecycle Expiration").
+    """
+    source = event.get("source")
+    if source != S3_EVENTBRIDGE_SOURCE:
+        raise _NotUsed(f"not an S3 event from Amazon EventBridge (source {_short(source)})")
+    detail_type = _text(event.get("detail-type"), "detail-type")
+    kind = S3_EVENTBRIDGE_DETAIL_TYPES.get(detail_type)
+    if kind is None:
+        raise _NotUsed(f"not an Object Created or Object Deleted event: {_short(detail_type)}")
+    detail = _dict(event.get("detail"), "detail")
+    obj = _dict(detail.get("object"), "detail.object")
+    reason = detail.get("reason")
+    return dict(
+        bucket=_text(_dict(detail.get("bucket"), "detail.bucket").get("name"), "detail.bucket.name"),
+        key=_text(obj.get("key"), "detail.object.key"),
+        event_name=f"{kind}:{reason}" if isinstance(reason, str) and reason else f"{kind}:",
+        source="s3-eventbridge",
+        event_time=_optional_text(event.get("time")),
+        etag=_etag(obj.get("etag")),
+        size=_optional_size(obj.get("size")),
+        version_id=_version_id(obj.get("version-id")),
+        sequencer=_optional_text(obj.get("sequencer")),
+    )
+
+
+def _parse_s3(record: Any, source: str = "s3") -> dict:
     """One S3 notification record; the key arrives URL-encoded with `+` for a space and is decoded once."""
     record = _dict(record, "record")
     s3 = _dict(record.get("s3"), "s3")
@@ -174,32 +291,49 @@ def _parse_s3(record: Any) -> ObjectCreated:
         key = unquote_plus(encoded, errors="strict")
     except UnicodeDecodeError:
         raise MalformedEvent(f"s3.object.key {_short(encoded)} does not decode to UTF-8") from None
-    return ObjectCreated(
+    return dict(
         bucket=_text(_dict(s3.get("bucket"), "s3.bucket").get("name"), "s3.bucket.name"),
         key=_text(key, "s3.object.key (decoded)"),
         event_name=_event_name(record.get("eventName"), "s3:"),
-        source="s3",
+        source=source,
         event_time=_optional_text(record.get("eventTime")),
-        etag=_optional_text(obj.get("eTag")),
+        etag=_etag(obj.get("eTag")),
         size=_optional_size(obj.get("size")),
+        version_id=_version_id(obj.get("versionId")),
+        sequencer=_optional_text(obj.get("sequencer")),
     )
 
 
-_PARSERS: dict[str, Callable[[Any], ObjectCreated]] = {
+def _parse_s3_in_sqs(record: Any) -> dict:
+    """One S3 notification record from an SQS body: the same encoding as a direct notification."""
+    return _parse_s3(record, source="s3-sqs")
+
+
+_PARSERS: dict[str, Callable[[Any], dict]] = {
     "oss": _parse_oss,
-    "cloudevent": _parse_cloudevent,
-    "s3": _parse_s3,
+    "bus": _parse_bus_event,
+    "records": _parse_s3,
 }
 
 
-def _check_wanted(record: ObjectCreated, include_append: bool) -> None:
-    """Refuse what is not a new object that can be prefetched."""
-    if not record.event_name.startswith(OBJECT_CREATED):
-        raise _NotAnUpload(f"not an ObjectCreated event: {_short(record.event_name)}")
-    if record.event_name == APPEND_OBJECT and not include_append:
-        raise _NotAnUpload("AppendObject ignored (include_append is off)")
-    if record.key.endswith("/"):
-        raise _NotAnUpload(f"directory key {_short(record.key)}: directories cannot be prefetched")
+def _record(fields: dict, include_append: bool) -> ObjectRecord:
+    """The record the parsed fields describe, or _NotUsed for what is neither a write nor a removal."""
+    name = fields["event_name"]
+    if name.startswith(OBJECT_CREATED):
+        if name == APPEND_OBJECT and not include_append:
+            raise _NotUsed("AppendObject ignored (include_append is off)")
+        kind = ObjectWritten
+    elif name.startswith(OBJECT_REMOVED):
+        if name == ABORT_MULTIPART_UPLOAD:
+            raise _NotUsed("ObjectRemoved:AbortMultipartUpload ignored: the upload never made an object")
+        fields.pop("etag", None)
+        fields.pop("size", None)
+        kind = ObjectRemoved
+    else:
+        raise _NotUsed(f"neither ObjectCreated nor ObjectRemoved: {_short(name)}")
+    if fields["key"].endswith("/"):
+        raise _NotUsed(f"directory key {_short(fields['key'])}: the CDN serves objects, not directories")
+    return kind(**fields)
 
 
 def _event_name(value: Any, prefix: str) -> str:
@@ -230,6 +364,20 @@ def _text(value: Any, what: str) -> str:
 
 def _optional_text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _etag(value: Any) -> str | None:
+    """The ETag without the double quotes that some deliveries keep around it."""
+    text = _optional_text(value)
+    if text and len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        text = text[1:-1]
+    return text or None
+
+
+def _version_id(value: Any) -> str | None:
+    """An S3 version id; "null" (an object written while versioning was off) is no version."""
+    text = _optional_text(value)
+    return None if text == "null" else text
 
 
 def _optional_size(value: Any) -> int | None:

@@ -1,4 +1,4 @@
-"""ObjectCreated record + rules → the canonical CDN URLs of the object.
+"""Object record + rules → the canonical CDN URLs of the object.
 
 One canonical form per URL: the object key (already decoded by `events`) is
 percent-encoded once, as UTF-8 per RFC 3986, upper-case hex, space as %20, and
@@ -13,7 +13,7 @@ from fnmatch import fnmatchcase
 from typing import Sequence
 from urllib.parse import quote
 
-from .events import ObjectCreated
+from .events import ObjectRecord
 from .settings import Rule
 
 MAX_URL_LENGTH = 1024  # PushObjectCache refuses longer URLs
@@ -48,7 +48,7 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def rule_accepts(rule: Rule, record: ObjectCreated) -> bool:
+def rule_accepts(rule: Rule, record: ObjectRecord) -> bool:
     """True when the rule is for the record's bucket and its prefix, suffixes and exclude filters let the key in."""
     key = record.key
     return (
@@ -76,7 +76,7 @@ def cdn_path(key: str, rule: Rule) -> str:
     return f"{head}/{rest}" if head else rest
 
 
-def urls_for(record: ObjectCreated, rules: Sequence[Rule]) -> MappedUrls:
+def urls_for(record: ObjectRecord, rules: Sequence[Rule]) -> MappedUrls:
     """The CDN URLs of every rule that accepts the record: deduplicated, in rule and domain order."""
     urls: dict[str, None] = {}
     refused: dict[str, str] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -83,12 +84,37 @@ def eventbridge_event(
 
 
 def s3_event(
-    bucket: str, key: str, event_name: str = "ObjectCreated:Put", *, encoded: bool = False, size: int = 1024
+    bucket: str,
+    key: str,
+    event_name: str = "ObjectCreated:Put",
+    *,
+    encoded: bool = False,
+    size: int = 1024,
+    version_id: str | None = None,
 ) -> dict[str, Any]:
     """An S3 notification with one record; the key is URL-encoded the way S3 does it unless `encoded` says it already is."""
+    return {"Records": [s3_record(bucket, key, event_name, encoded=encoded, size=size, version_id=version_id)]}
+
+
+def s3_record(
+    bucket: str,
+    key: str,
+    event_name: str = "ObjectCreated:Put",
+    *,
+    encoded: bool = False,
+    size: int = 1024,
+    version_id: str | None = None,
+) -> dict[str, Any]:
+    """One S3 notification record (see `s3_event`); `versionId` only when given, as with versioning off."""
+    obj: dict[str, Any] = {
+        "key": key if encoded else quote_plus(key, safe="/"),
+        "size": size,
+        "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+        "sequencer": "0055AED6DCD90281E5",
+    }
+    if version_id is not None:
+        obj["versionId"] = version_id
     return {
-        "Records": [
-            {
                 "eventVersion": "2.1",
                 "eventSource": "aws:s3",
                 "awsRegion": "us-east-1",
@@ -100,23 +126,82 @@ def s3_event(
                     "x-amz-request-id": "C3D13FE58DE4C810",
                     "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD",
                 },
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": "cdn-prewarm",
-                    "bucket": {
-                        "name": bucket,
-                        "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
-                        "arn": f"arn:aws:s3:::{bucket}",
-                    },
-                    "object": {
-                        "key": key if encoded else quote_plus(key, safe="/"),
-                        "size": size,
-                        "eTag": "d41d8cd98f00b204e9800998ecf8427e",
-                        "sequencer": "0055AED6DCD90281E5",
-                    },
-                },
-            }
-        ]
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "cdn-prewarm",
+            "bucket": {
+                "name": bucket,
+                "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
+                "arn": f"arn:aws:s3:::{bucket}",
+            },
+            "object": obj,
+        },
+    }
+
+
+def sqs_message(body: Any, *, message_id: str = "059f36b4-87a3-44ab-83d2-661975830a7d") -> dict[str, Any]:
+    """One SQS record as a queue trigger delivers it; a non-text `body` is JSON-encoded, as S3 writes it."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a...",
+        "body": body if isinstance(body, str) else json.dumps(body, ensure_ascii=False),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1795422615000",
+            "SenderId": "AIDAJHIPRHEMV73VRJEBU",
+            "ApproximateFirstReceiveTimestamp": "1795422615012",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:111122223333:cdn-prewarm",
+        "awsRegion": "us-east-1",
+    }
+
+
+def sqs_event(*bodies: Any) -> dict[str, Any]:
+    """An SQS trigger payload: one message per body (an S3 notification dict, or raw text)."""
+    messages = [sqs_message(body, message_id=f"059f36b4-87a3-44ab-83d2-66197583{i:04d}") for i, body in enumerate(bodies)]
+    return {"Records": messages}
+
+
+def s3_eventbridge_event(
+    bucket: str,
+    key: str,
+    detail_type: str = "Object Created",
+    reason: str = "PutObject",
+    *,
+    version_id: str | None = "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+    size: int | None = 1024,
+) -> dict[str, Any]:
+    """An S3 event as Amazon EventBridge delivers it; the key is written as it is (no encoding is documented)."""
+    obj: dict[str, Any] = {"key": key}
+    if size is not None:
+        obj.update(size=size, etag="b1946ac92492d2347c6235b4d2611184")
+    if version_id is not None:
+        obj["version-id"] = version_id
+    obj["sequencer"] = "617f08299329d189"
+    detail: dict[str, Any] = {
+        "version": "0",
+        "bucket": {"name": bucket},
+        "object": obj,
+        "request-id": "N4N7GDK58NMKJ12R",
+        "requester": "111122223333",
+        "source-ip-address": "203.0.113.10",
+        "reason": reason,
+    }
+    if detail_type == "Object Deleted":
+        detail["deletion-type"] = "Permanently Deleted" if version_id is None else "Delete Marker Created"
+    return {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": "111122223333",
+        "time": "2026-11-23T08:30:15Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": detail,
     }
 
 

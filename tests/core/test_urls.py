@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventdata import eventbridge_event, load_event, oss_event, s3_event
-from handler.events import ObjectCreated, parse_event
+from handler.events import ObjectWritten, parse_event
 from handler.settings import Rule
 from handler.urls import MAX_URL_LENGTH, cdn_path, encode_path, url_problem, urls_for
 
@@ -18,8 +18,8 @@ CDN = Rule(bucket="my-bucket", domains=("cdn.example.com",))
 IMG = Rule(bucket="my-s3-bucket", domains=("img.example.com",))
 
 
-def record(key: str, bucket: str = "my-bucket") -> ObjectCreated:
-    return ObjectCreated(bucket=bucket, key=key, event_name="ObjectCreated:PutObject", source="oss",
+def record(key: str, bucket: str = "my-bucket") -> ObjectWritten:
+    return ObjectWritten(bucket=bucket, key=key, event_name="ObjectCreated:PutObject", source="oss",
                          event_time=None, etag=None, size=None)
 
 
@@ -105,11 +105,17 @@ def test_payload_to_url_round_trip(payload, expected):
         ("oss-cjk-space", ["https://cdn.example.com/%E8%A7%86%E9%A2%91/%E5%A4%8F%E5%A4%A9%20%E7%9A%84%20%E6%B5%B7.mp4"]),
         ("oss-batch", ["https://cdn.example.com/static/js/app.9f3c2b.js",
                        "https://cdn.example.com/images/logo%2Bv2.png",
-                       "https://cdn.example.com/downloads/setup%20100%25.zip"]),
+                       "https://cdn.example.com/downloads/setup%20100%25.zip",
+                       "https://cdn.example.com/static/js/app.1a2b3c.js"]),  # removed: the URL to refresh
         ("eventbridge-single", ["https://cdn.example.com/docs/%E6%8A%A5%E5%91%8A%202026%20%231.pdf"]),
         ("eventbridge-batch", ["https://cdn.example.com/index.html",
-                               "https://cdn.example.com/img/banner~wide%20%F0%9F%98%80.webp"]),
+                               "https://cdn.example.com/img/banner~wide%20%F0%9F%98%80.webp",
+                               "https://cdn.example.com/static/old.css"]),  # removed: the URL to refresh
         ("s3-put", ["https://img.example.com/photos/summer%20trip/C%2B%2B%20%E4%B8%AD%E6%96%87%20%281%29.jpg"]),
+        ("s3-sqs", ["https://img.example.com/%E7%85%A7%E7%89%87/summer%20trip/C%2B%2B%20100%25.jpg"]),
+        ("s3-eventbridge-created",
+         ["https://img.example.com/videos/%E5%A4%8F%E5%A4%A9%20%E6%B5%B7%2B%E6%B5%AA%20100%25.mp4"]),
+        ("oss-delete", ["https://cdn.example.com/static/%E6%97%A7%20logo%2B1.png"]),
     ],
 )
 def test_sample_payloads_map_to_these_urls(name, expected):

@@ -34,6 +34,15 @@ def test_upload_then_flush_through_the_entry_points(deploy):
     assert d.double.pushed_urls == ["https://cdn.example.com/docs/read%20me.pdf"]
 
 
+def test_removals_are_parsed_but_not_yet_queued(deploy):
+    # Until ingest acts on removals, a delete must not queue a prefetch of the URL it removed.
+    deploy()
+    payload = json.dumps({"events": [oss_event("my-bucket", "a.js", "ObjectRemoved:DeleteObject")["events"][0],
+                                     oss_event("my-bucket", "b.js")["events"][0]]}).encode()
+    report = json.loads(entry.upload(payload, _context()))
+    assert report["added"] == 1 and report["unmatched"] == 0
+
+
 def test_context_credentials_come_before_the_environment(deploy, monkeypatch):
     d = deploy()
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "a-wrong-secret")
