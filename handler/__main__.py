@@ -5,39 +5,88 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from .events import parse_event
+from .events import is_timer_event, parse_event
 from .planning import parse_instant, quota_day, quota_grant
 from .ports import PREFETCH, REFRESH, StoreError
 from .prewarm import flush, ingest
 from .settings import load_settings
 from .wiring import Wiring
 
+if TYPE_CHECKING:
+    from .events import ObjectRecord
+    from .ports import Store
+    from .settings import Rule
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # an operation failed: a flush stopped by the API, a store that failed mid-way
+EXIT_BAD_CONFIG_OR_INPUT = 2  # configuration, credentials, arguments or input files a person must fix
+
+HELP_EPILOG = """\
+exit status:
+  0  done
+  1  an operation failed: a flush stopped by an API error (every URL it could
+     not push stays pending), or the store failed mid-way
+  2  bad configuration, credentials, arguments or input (an input file that
+     cannot be read or is no event payload; the good files are still ingested)
+  A closed stdout (`... | head`) ends the output quietly; the status stays the command's own.
+
+environment:
+  PREWARM_CONFIG                   config file (YAML/JSON) or inline JSON, when --config is not given
+  PREWARM_STORE                    store URL; overrides the config's `store`
+  PREWARM_LOG_LEVEL                log level of the Function Compute handlers (the CLI: -v)
+  ALIBABA_CLOUD_ACCESS_KEY_ID      access key for the CDN API (and a Tablestore store)
+  ALIBABA_CLOUD_ACCESS_KEY_SECRET  its secret
+  ALIBABA_CLOUD_SECURITY_TOKEN     STS token, with temporary keys
+"""
+
 
 class CliError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
 
+@dataclass
+class Outcome:
+    """What a command ends with: its exit status, and the errors to say on stderr, one line each."""
+
+    status: int = EXIT_OK
+    errors: list[str] = field(default_factory=list)
+    api_error_code: str | None = None  # the API error among them, said once: log records repeating it are left out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    # Only our own loggers go to DEBUG: some SDKs log request headers (tokens) on the root logger.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("handler").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    args = _parser().parse_args(argv)
+    held_logs = _log_to_stderr(args.verbose)
+    outcome = Outcome(EXIT_FAILED)  # until the command says otherwise
     try:
         now = _now(args.now)
         settings = load_settings(args.config)
-        return args.run(args, Wiring(settings), now)
-    except (CliError, StoreError, ValueError) as exc:  # ConfigError, missing credentials, a bad store URL, ...
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        outcome = args.run(args, Wiring(settings), now)
+    except (CliError, ValueError) as exc:  # ConfigError, missing credentials, a bad store URL, ...
+        outcome = Outcome(EXIT_BAD_CONFIG_OR_INPUT, [str(exc)])
+    except StoreError as exc:  # opening the store is configuration (see _open_store); this failed mid-way
+        outcome = Outcome(EXIT_FAILED, [str(exc)])
     except KeyboardInterrupt:
-        return 130
+        outcome = Outcome(130)
+    finally:
+        if held_logs is not None:
+            held_logs.write_out(leaving_out=outcome.api_error_code)
+    for error in outcome.errors:
+        print(f"error: {first_line(error)}", file=sys.stderr)
+    _finish_stdout()
+    return outcome.status
+
+
+def first_line(text: str) -> str:
+    """What fits on one line of a terminal: API messages may carry a multi-line string to sign."""
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def _now(text: str | None) -> float:
@@ -49,24 +98,45 @@ def _now(text: str | None) -> float:
         raise CliError(f"--now: {exc}") from None
 
 
-def _cmd_ingest(args, wiring: Wiring, now: float) -> int:
-    totals = {"files": 0, "records": 0, "skipped": 0, "added": 0, "urls": 0, "refused": 0, "unmatched": 0}
+# --- commands ---
+
+
+def _cmd_ingest(args, wiring: Wiring, now: float) -> Outcome:
+    totals = {"files": 0, "bad_files": 0, "records": 0, "skipped": 0, "added": 0, "purges": 0, "cancelled": 0,
+              "urls": 0, "refused": 0, "unmatched": 0}
+    bad_files: list[str] = []
+    unruled_buckets: set[str] = set()
     for name in args.files:
-        payload = _read_input(name)
-        parsed = parse_event(payload, include_append=wiring.settings.include_append)
-        for skipped in parsed.skipped:
-            print(f"{name}: record {skipped.index} skipped: {skipped.reason}", file=sys.stderr)
-        report = ingest(parsed.records, wiring.settings, wiring.store(), now)
+        try:
+            records, skipped = _upload_records(name, wiring.settings.include_append)
+        except CliError as exc:
+            bad_files.append(str(exc))
+            continue
+        report = ingest(records, wiring.settings, _open_store(wiring), now)
+        unruled_buckets.update(_buckets_without_rule(records, wiring.settings.rules))
         totals["files"] += 1
-        totals["skipped"] += len(parsed.skipped)
+        totals["skipped"] += skipped
         for key in ("records", "added", "purges", "cancelled", "urls", "refused", "unmatched"):
             totals[key] += getattr(report, key)
-    _print(
-        args, totals,
-        "ingested {records} records from {files} files: {added} URLs newly pending, {purges} to purge,"
-        " {cancelled} cancelled",
-    )
-    return 0
+    totals["bad_files"] = len(bad_files)
+    _say_ingest_totals(args, totals, sorted(unruled_buckets))
+    return Outcome(EXIT_BAD_CONFIG_OR_INPUT if bad_files else EXIT_OK, bad_files)
+
+
+def _upload_records(name: str, include_append: bool) -> tuple[list["ObjectRecord"], int]:
+    """The object records of one file and how many of its records were skipped (noted on stderr).
+
+    A file with no readable payload (not UTF-8, not JSON, no event structure) is bad input:
+    CliError, and the caller goes on with the other files. A Timer event is well-formed, and skipped.
+    """
+    payload = _read_input(name)
+    parsed = parse_event(payload, include_append=include_append)
+    for skipped in parsed.skipped:
+        if skipped.index is None and not is_timer_event(payload):  # the payload as a whole is unreadable
+            raise CliError(f"{name}: not ingested: {first_line(skipped.reason)}")
+        where = "" if skipped.index is None else f" record {skipped.index}"
+        print(f"{name}:{where} skipped: {first_line(skipped.reason)}", file=sys.stderr)
+    return parsed.records, len(parsed.skipped)
 
 
 def _read_input(name: str) -> bytes:
@@ -76,8 +146,30 @@ def _read_input(name: str) -> bytes:
         raise CliError(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
-def _cmd_flush(args, wiring: Wiring, now: float) -> int:
-    report = flush(wiring.store(), wiring.cdn(), wiring.settings, now, flush_all=args.all)
+def _buckets_without_rule(records: Sequence["ObjectRecord"], rules: Sequence["Rule"]) -> set[str]:
+    ruled = {rule.bucket for rule in rules}
+    return {record.bucket for record in records if record.bucket not in ruled}
+
+
+def _say_ingest_totals(args, totals: dict, unruled_buckets: list[str]) -> None:
+    if args.json:
+        _say(json.dumps(totals, ensure_ascii=False))
+        return
+    line = (
+        "ingested {records} records from {files} files: {added} URLs newly pending, {purges} to purge,"
+        " {cancelled} cancelled"
+    ).format(**totals)
+    if totals["unmatched"]:
+        line += f"; {totals['unmatched']} records matched no rule"
+    if totals["bad_files"]:
+        line += f"; {totals['bad_files']} files not ingested"
+    _say(line)
+    for bucket in unruled_buckets:
+        _say(f"  no rule for bucket {bucket!r}: its uploads are ignored")
+
+
+def _cmd_flush(args, wiring: Wiring, now: float) -> Outcome:
+    report = flush(_open_store(wiring), wiring.cdn(), wiring.settings, now, flush_all=args.all)
     _print(
         args, report.as_dict(),
         "pushed {pushed} URLs in {calls} calls, refreshed {refreshed}, verified {verified};"
@@ -85,14 +177,15 @@ def _cmd_flush(args, wiring: Wiring, now: float) -> int:
     )
     if not args.json:
         for task_id in report.task_ids:
-            print(f"  task {task_id}")
-        if report.error:
-            print(f"  stopped by: {report.error}")
-    return 1 if report.error else 0  # stopped early: nothing lost, but someone should look
+            _say(f"  task {task_id}")
+    if report.error:  # stopped early: nothing lost, but someone should look
+        return Outcome(EXIT_FAILED, [f"flush stopped, unpushed URLs stay pending: {report.error}"],
+                       api_error_code=_api_error_code(report.error))
+    return Outcome(EXIT_OK)
 
 
-def _cmd_status(args, wiring: Wiring, now: float) -> int:
-    store = wiring.store()
+def _cmd_status(args, wiring: Wiring, now: float) -> Outcome:
+    store = _open_store(wiring)
     counts = store.counts(now)
     day = quota_day(now)
     cdn = wiring.settings.cdn
@@ -126,56 +219,167 @@ def _cmd_status(args, wiring: Wiring, now: float) -> int:
     )
     if not args.json:
         for reason, count in counts.deferred_reasons.items():
-            print(f"  deferred {count}: {reason}")
-    return 0
+            _say(f"  deferred {count}: {reason}")
+    return Outcome(EXIT_OK)
 
 
-def _cmd_dead_letters(args, wiring: Wiring, now: float) -> int:
-    letters = wiring.store().dead_letters(args.limit)
+def _cmd_dead_letters(args, wiring: Wiring, now: float) -> Outcome:
+    letters = _open_store(wiring).dead_letters(args.limit)
     if args.json:
-        print(json.dumps([letter.__dict__ for letter in letters], ensure_ascii=False))
-        return 0
+        _say(json.dumps([letter.__dict__ for letter in letters], ensure_ascii=False))
+        return Outcome(EXIT_OK)
     for letter in letters:
         at = datetime.fromtimestamp(letter.at, timezone.utc).isoformat()
-        print(f"{at}  {letter.url}  {letter.reason}")
-    return 0
+        _say(f"{at}  {letter.url}  {first_line(letter.reason)}")
+    return Outcome(EXIT_OK)
 
 
-def _cmd_init_store(args, wiring: Wiring, now: float) -> int:
-    wiring.store().create_schema()
-    print(f"store ready: {wiring.settings.store}")
-    return 0
+def _cmd_init_store(args, wiring: Wiring, now: float) -> Outcome:
+    _open_store(wiring).create_schema()
+    _print(args, {"store": wiring.settings.store, "ready": True}, "store ready: {store}")
+    return Outcome(EXIT_OK)
+
+
+def _open_store(wiring: Wiring) -> "Store":
+    """The configured store; one that cannot be opened (a path that cannot be written, ...) is configuration."""
+    try:
+        return wiring.store()
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        raise CliError(f"cannot open store {wiring.settings.store}: {exc.strerror or exc}{where}") from None
+    except StoreError as exc:
+        raise CliError(first_line(str(exc))) from None
+
+
+# --- output ---
 
 
 def _print(args, data: dict, template: str) -> None:
-    print(json.dumps(data, ensure_ascii=False) if args.json else template.format(**data))
+    _say(json.dumps(data, ensure_ascii=False) if args.json else template.format(**data))
+
+
+def _say(text: str) -> None:
+    """One line on stdout; once the reader has gone (`| head`), the rest of the output is dropped."""
+    try:
+        print(text)
+    except BrokenPipeError:
+        _drop_stdout()
+
+
+def _finish_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device, so that nothing, not even the flush at exit, writes to a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+class HeldLogRecords(logging.Handler):
+    """Without -v: our warnings, held until the command ends, then one line each on stderr.
+
+    The error the CLI reports itself (say a flush stopped by a wrong secret) is left out of them, so
+    that it is said once: records that carry an API error with the same code are not repeated.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def write_out(self, *, leaving_out: str | None) -> None:
+        """Write the held records out and stop holding: our loggers go back to the root's handler."""
+        ours = logging.getLogger("handler")
+        ours.removeHandler(self)
+        ours.propagate = True
+        for record in self.records:
+            if leaving_out is not None and leaving_out in _error_codes_carried(record):
+                continue
+            print(f"{record.levelname} {record.name}: {first_line(record.getMessage())}", file=sys.stderr)
+        self.records.clear()
+
+
+def _api_error_code(error: str) -> str:
+    """The API code an error text starts with: "SignatureDoesNotMatch (HTTP 400, ...): ..." or "Code: ..."."""
+    return error.split(None, 1)[0].rstrip(":") if error.strip() else error
+
+
+def _error_codes_carried(record: logging.LogRecord) -> set[str]:
+    args = record.args if isinstance(record.args, tuple) else ()
+    codes = {getattr(arg, "code", None) for arg in args if isinstance(arg, BaseException)}
+    codes |= {getattr(getattr(arg, "problem", None), "code", None) for arg in args if isinstance(arg, BaseException)}
+    return {code for code in codes if isinstance(code, str)}
+
+
+def _log_to_stderr(verbose: bool) -> HeldLogRecords | None:
+    # Only our own loggers go to DEBUG: some SDKs log request headers (tokens) on the root logger.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ours = logging.getLogger("handler")
+    if verbose:
+        ours.setLevel(logging.DEBUG)
+        return None
+    ours.setLevel(logging.WARNING)
+    held = HeldLogRecords()
+    ours.addHandler(held)
+    ours.propagate = False
+    return held
+
+
+# --- arguments ---
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m handler", description="Warm Alibaba Cloud CDN from object-storage uploads.")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, parents=[common], help=summary, description=summary, epilog=HELP_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    parser = argparse.ArgumentParser(
+        prog="python -m handler", description="Warm Alibaba Cloud CDN from object-storage uploads.",
+        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML or JSON config file (default: $PREWARM_CONFIG)")
     common.add_argument("--now", help="ISO 8601 instant that moves the windows and the quota day (replays, tests)")
-    common.add_argument("--json", action="store_true", help="print one JSON object")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    common.add_argument("--json", action="store_true", help="print one JSON value")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr, messages in full")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("ingest", parents=[common], help="run the upload path over event files")
+    p = command("ingest", "run the upload path over event files")
     p.add_argument("files", nargs="+", metavar="FILE", help="event payload files, or - for stdin")
     p.set_defaults(run=_cmd_ingest)
 
-    p = sub.add_parser("flush", parents=[common], help="push closed windows within the quota")
+    p = command("flush", "push closed windows within the quota")
     p.add_argument("--all", action="store_true", help="push open windows too")
     p.set_defaults(run=_cmd_flush)
 
-    p = sub.add_parser("status", parents=[common], help="pending URLs, quota used and left, dead letters")
+    p = command("status", "pending URLs, quota used and left, dead letters")
     p.set_defaults(run=_cmd_status)
 
-    p = sub.add_parser("dead-letters", parents=[common], help="list dead-lettered URLs with their reasons")
-    p.add_argument("--limit", type=int, default=100)
+    p = command("dead-letters", "list dead-lettered URLs with their reasons, newest first")
+    p.add_argument("--limit", type=_positive_int, default=100, metavar="N",
+                   help="list at most N dead letters (default: 100)")
     p.set_defaults(run=_cmd_dead_letters)
 
-    p = sub.add_parser("init-store", parents=[common], help="create the store's tables")
+    p = command("init-store", "create the store's tables")
     p.set_defaults(run=_cmd_init_store)
     return parser
 

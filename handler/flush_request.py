@@ -11,8 +11,6 @@ import logging
 import os
 from typing import Any
 
-import fc2
-
 from .credentials import Credentials
 from .settings import FlushFunction
 
@@ -36,6 +34,11 @@ def request_flush(target: FlushFunction, credentials: Credentials, context: Any 
     endpoint = fc_endpoint(target, context)
     if endpoint is None:
         log.warning("flush-on-full skipped: no flush_function.endpoint and no FC account/region to derive it")
+        return False
+    try:
+        import fc2
+    except ImportError:
+        log.warning("flush-on-full skipped: flush_function needs aliyun-fc2: pip install 'oss-cdn-prewarm[fc]'")
         return False
     client = fc2.Client(
         endpoint=endpoint,

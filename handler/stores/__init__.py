@@ -5,24 +5,37 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ..settings import ConfigError
+
 if TYPE_CHECKING:
     from ..credentials import Credentials
     from ..ports import Store
+
+# The top-level modules each adapter's SDK brings, and the extra that installs them.
+SDK_EXTRAS = {"boto3": "dynamodb", "botocore": "dynamodb", "tablestore": "tablestore"}
 
 
 def open_store(url: str, *, credentials: "Credentials | None" = None) -> "Store":
     """The Store for a URL: sqlite:///PATH, dynamodb://TABLE?region=..., tablestore://INSTANCE/TABLE?endpoint=..."""
     scheme = urlsplit(url).scheme
-    if scheme == "sqlite":
-        from .sqlite import SqliteStore
+    try:
+        if scheme == "sqlite":
+            from .sqlite import SqliteStore
 
-        return SqliteStore.from_url(url)
-    if scheme == "dynamodb":
-        from .dynamodb import DynamoDbStore
+            return SqliteStore.from_url(url)
+        if scheme == "dynamodb":
+            from .dynamodb import DynamoDbStore
 
-        return DynamoDbStore.from_url(url)
-    if scheme == "tablestore":
-        from .tablestore import TablestoreStore
+            return DynamoDbStore.from_url(url)
+        if scheme == "tablestore":
+            from .tablestore import TablestoreStore
 
-        return TablestoreStore.from_url(url, credentials=credentials)
+            return TablestoreStore.from_url(url, credentials=credentials)
+    except ImportError as exc:
+        extra = SDK_EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        raise ConfigError(
+            f"store {scheme}:// needs the {exc.name} package: pip install 'oss-cdn-prewarm[{extra}]'"
+        ) from None
     raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}")

@@ -116,14 +116,16 @@ def test_bad_config_and_unreadable_input_give_one_line(deploy, tmp_path):
     assert bad_now.returncode == 2 and b"Traceback" not in bad_now.stderr
 
 
-def test_garbage_events_are_skipped_without_failing_the_good_ones(deploy, tmp_path):
+def test_garbage_events_are_refused_without_failing_the_good_ones(deploy, tmp_path):
     d = deploy()
     good = _write(tmp_path, "good.json", _keys_payload(["ok.txt"]))
     garbage = tmp_path / "garbage.json"
     garbage.write_bytes(b"\xff\xfe not json")
-    result = d.cli("ingest", str(garbage), good, "--json")
-    assert json.loads(result.stdout)["added"] == 1
-    assert b"skipped" in result.stderr
+    result = d.cli("ingest", str(garbage), good, "--json", check=False)
+    assert result.returncode == 2  # bad input, said after the good file was ingested
+    totals = json.loads(result.stdout)
+    assert totals["added"] == 1 and totals["files"] == 1 and totals["bad_files"] == 1
+    assert b"garbage.json: not ingested" in result.stderr
 
 
 def test_fatal_api_errors_stop_the_flush_and_keep_every_url(deploy, tmp_path):
