@@ -155,10 +155,9 @@ def _say_ingest_totals(args, totals: dict, unruled_buckets: list[str]) -> None:
     if args.json:
         _say(json.dumps(totals, ensure_ascii=False))
         return
-    line = (
-        "ingested {records} records from {files} files: {added} URLs newly pending, {purges} to purge,"
-        " {cancelled} cancelled"
-    ).format(**totals)
+    line = "ingested {records} records from {files} files: {added} URLs newly pending".format(**totals)
+    if totals["purges"] or totals["cancelled"]:
+        line += f"; deletes: {totals['purges']} URLs to purge, {totals['cancelled']} prefetches cancelled"
     if totals["unmatched"]:
         line += f"; {totals['unmatched']} records matched no rule"
     if totals["bad_files"]:
@@ -313,8 +312,8 @@ def _api_error_code(error: str) -> str:
 
 def _error_codes_carried(record: logging.LogRecord) -> set[str]:
     args = record.args if isinstance(record.args, tuple) else ()
-    codes = {getattr(arg, "code", None) for arg in args if isinstance(arg, BaseException)}
-    codes |= {getattr(getattr(arg, "problem", None), "code", None) for arg in args if isinstance(arg, BaseException)}
+    codes = {getattr(arg, "code", None) for arg in args}
+    codes |= {getattr(getattr(arg, "problem", None), "code", None) for arg in args}
     return {code for code in codes if isinstance(code, str)}
 
 
