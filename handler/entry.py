@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from typing import TYPE_CHECKING, Any
 
 from .events import parse_event
@@ -43,7 +42,7 @@ def upload(event: bytes | str, context: Any = None) -> str:
     for skipped in parsed.skipped:
         log.warning("event record %s skipped: %s", skipped.index, skipped.reason)
     store = wiring.store(context)
-    report = ingest(parsed.records, wiring.settings, store, now=time.time())
+    report = ingest(parsed.records, wiring.settings, store, now=wiring.clock())
     if report.added:
         _request_flush_if_full(wiring.settings, store, report.window, context)
     log.info("ingest %s", report.as_dict())
@@ -58,7 +57,7 @@ def flush(event: bytes | str | None = None, context: Any = None) -> str:
         wiring.store(context),
         wiring.cdn(context),
         wiring.settings,
-        time.time(),
+        wiring.clock(),
         flush_all=flush_all,
         seconds=_time_budget(context),
     )

@@ -6,7 +6,8 @@ path of a SQLite or DynamoDB deployment never pays for `requests` or Tablestore.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from .settings import Settings
@@ -42,8 +43,9 @@ def open_cdn(settings: Settings, credentials: "Credentials") -> "CdnApi":
 class Wiring:
     """Adapters kept for the life of a warm instance, rebuilt when the role's credentials rotate."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock  # the core's clock port: wall time on FC, simulated time in replays
         self._store: "Store | None" = None
         self._store_credentials: "Credentials | None" = None
         self._cdn: "CdnApi | None" = None
