@@ -456,7 +456,7 @@ def test_describe_refresh_task_by_id(make_cdn_double):
     body = tasks(",".join(task_ids + ["999"])).json()
     assert body["TotalCount"] == 2
     first = body["Tasks"][0]
-    assert first == {"TaskId": task_ids[0], "ObjectPath": URL, "ObjectType": "preload", "Status": "Pending",
+    assert first == {"TaskId": task_ids[0], "ObjectPath": URL, "ObjectType": "preload", "Status": "Refreshing",
                      "Process": "0%", "CreationTime": "2026-03-01T12:00:00Z", "Description": ""}
     clock.now += 60
     assert {t["Status"] for t in tasks(",".join(task_ids)).json()["Tasks"]} == {"Complete"}
