@@ -22,6 +22,7 @@ log = logging.getLogger("handler.cdn")
 
 MAX_DOMAINS_PER_REFRESH = 10  # RefreshObjectCaches takes URLs of at most 10 domains a call
 MAX_TASK_PAGES = 50  # find_tasks stops there: one URL never has 5,000 tasks in 3 days
+TASK_HISTORY_SECONDS = 3 * 86400 - 60  # the task APIs cover 3 days; ask a little less, for clock skew
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class CdnAdapter:
 
     def find_tasks(self, url: str, kind: str, since: float) -> list[TaskStatus]:
         now = self._clock()
-        start, end = _utc(min(since, now)), _utc(now)
+        start, end = _utc(min(max(since, now - TASK_HISTORY_SECONDS), now)), _utc(now)
         found: list[TaskStatus] = []
         try:
             for page_number in range(1, MAX_TASK_PAGES + 1):

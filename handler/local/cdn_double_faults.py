@@ -1,4 +1,4 @@
-"""Fault injection for the CDN API double: errors, latency and lost connections, on demand."""
+"""Fault injection for the CDN API double: errors, latency, lost and truncated answers, on demand."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ class Fault:
     drop: bool = False
     drop_after_accept: bool = False
     action: str | None = None
+    truncate: bool = False  # run the action, then send only part of its 200 answer
 
     def __post_init__(self) -> None:
-        if self.code is None and not (self.latency or self.drop or self.drop_after_accept):
-            raise ValueError("a fault needs a code, a latency or a drop")
-        if self.code is not None and (self.drop or self.drop_after_accept):
-            raise ValueError("a dropped connection carries no error code")
+        if self.code is None and not (self.latency or self.drop or self.drop_after_accept or self.truncate):
+            raise ValueError("a fault needs a code, a latency, a drop or a truncation")
+        if self.code is not None and (self.drop or self.drop_after_accept or self.truncate):
+            raise ValueError("a dropped or truncated answer carries no error code")
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:
             raise ValueError("probability must be within [0, 1]")
         if self.count < 1:
@@ -35,6 +36,8 @@ class Fault:
             return "drop"
         if self.drop_after_accept:
             return "drop_after_accept"
+        if self.truncate:
+            return "truncate"
         return "error" if self.code else "latency"
 
     def as_dict(self) -> dict:

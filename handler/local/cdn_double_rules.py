@@ -14,7 +14,6 @@ from xml.sax.saxutils import escape
 
 HOST_ID = "cdn.aliyuncs.com"
 MAX_URL_LENGTH = 1024
-QUOTA_DAY_OFFSET = 8 * 3600  # the daily quotas refill at 00:00 UTC+8
 AREAS = ("domestic", "overseas")
 
 # Code -> (HTTP status, message) as the real API words them (format placeholders filled per call).
@@ -32,6 +31,14 @@ CATALOG: dict[str, tuple[int, str]] = {
     "InvalidSecurityToken.Malformed": (400, "Specified SecurityToken is malformed."),
     "Throttling": (503, "Request was denied due to request throttling."),
     "QuotaExceeded.Refresh": (400, "You've exceeded the prescribed refresh limits."),
+    "QuotaExceeded.Preload": (400, "You've exceeded the prescribed preload limits."),
+    "QuotaPerMinuteExceeded.Refresh": (400, "You've exceeded the prescribed refresh limits per minute."),
+    "TooMany.Refresh": (400, "The refresh queue is full, please try again later."),
+    "SingleRequest.OverLimit": (400, "The number of domains in one request is bigger than {cap}."),
+    "InvalidObjectType.Malformed": (400, "The specified ObjectType is invalid."),
+    "InvalidDomain.Offline": (404, "The domain is offline."),
+    "ServiceUnavailable": (503, "The request has failed due to a temporary failure of the server."),
+    "InternalError": (500, "The request processing has failed due to some unknown error."),
     "InvalidObjectPath.Malformed": (400, "The specific value of parameter ObjectPath is malformed."),
     "InvalidObjectPath.Size.Malformed": (400, "The size of ObjectPath is bigger than {cap}."),
     "InvalidExtensiveDomain.ValueNotSupported": (400, "Extensive domain not supported."),
@@ -59,11 +66,6 @@ class _Blank(dict):
 
 def new_request_id() -> str:
     return str(uuid.uuid4()).upper()
-
-
-def quota_day(epoch_seconds: float) -> int:
-    """The index of the quota day: days change at 00:00 UTC+8, i.e. 16:00 UTC."""
-    return int((epoch_seconds + QUOTA_DAY_OFFSET) // 86400)
 
 
 # ---------------------------------------------------------------- ObjectPath

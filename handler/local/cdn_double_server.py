@@ -6,12 +6,14 @@ import json
 import socket
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
+from .cdn_double_admin import admin_route
 from .cdn_double_auth import Incoming
 from .cdn_double_rules import ApiError, error_body, new_request_id, render
 
@@ -29,6 +31,7 @@ class Answer:
     content_type: str
     request_id: str
     drop: bool = False
+    truncate: bool = False  # send the headers and half the body, then close
 
     @classmethod
     def dropped(cls) -> Answer:
@@ -40,17 +43,26 @@ class DoubleServer:
     """Owns the listening socket and every open connection, so stop() really stops answering."""
 
     def __init__(self, double: CdnDouble, host: str, port: int) -> None:
-        self._http = _TrackingServer((host, port), _handler_for(double))
-        self._http.verbose = double.verbose
+        self._handler = _handler_for(double)
+        self._verbose = double.verbose
+        self._http = self._listen((host, port))
+        self._address = self._http.server_address[:2]  # the port stays the same across refuse()
         self._thread: threading.Thread | None = None
+        self._refusing = False
+        self._state_lock = threading.Lock()
+
+    def _listen(self, address) -> _TrackingServer:
+        http = _TrackingServer(address, self._handler)
+        http.verbose = self._verbose
+        return http
 
     @property
     def base_url(self) -> str:
-        host, port = self._http.server_address[:2]
+        host, port = self._address
         return f"http://{host}:{port}"
 
     def start(self) -> None:
-        if self._thread is None:
+        if self._thread is None and not self._refusing:
             self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), name="cdn-double", daemon=True)
             self._thread.start()
 
@@ -61,6 +73,28 @@ class DoubleServer:
             self._thread = None
         self._http.close_connections()
         self._http.server_close()
+
+    def refuse(self, refuse: bool) -> None:
+        """Close the listener, so connections are refused before anything is sent; or listen again on the same port."""
+        with self._state_lock:
+            if refuse and not self._refusing:
+                self.stop()
+                self._refusing = True
+            elif not refuse and self._refusing:
+                self._refusing = False
+                self._http = self._listen(self._address)
+                self.start()
+
+    def refuse_for(self, seconds: float) -> None:
+        """Refuse connections for `seconds`, from a thread of its own (an admin call answers first)."""
+
+        def run() -> None:
+            time.sleep(0.05)  # let the admin answer leave before its connection is closed
+            self.refuse(True)
+            time.sleep(seconds)
+            self.refuse(False)
+
+        threading.Thread(target=run, name="cdn-double-refuse", daemon=True).start()
 
 
 class _TrackingServer(ThreadingHTTPServer):
@@ -125,6 +159,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch()
 
+    def do_PUT(self) -> None:
+        self._dispatch()
+
     def log_message(self, format: str, *args: object) -> None:
         if self.double.verbose:
             sys.stderr.write(f"cdn-double {self.address_string()} {format % args}\n")
@@ -133,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         body = self._read_body()
         if url.path.startswith(ADMIN_PREFIX):
-            self._admin(url.path[len(ADMIN_PREFIX):], body)
+            self._admin(url.path[len(ADMIN_PREFIX):], url.query, body)
         elif url.path in ("", "/") and self.command in ("GET", "POST"):
             self._rpc(url.query, body)
         else:
@@ -188,41 +225,25 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.request_id:
             self.send_header("x-acs-request-id", answer.request_id)
         self.end_headers()
+        if answer.truncate:
+            self.wfile.write(answer.body[: len(answer.body) // 2])  # fewer bytes than Content-Length says
+            self.close_connection = True
+            return
         self.wfile.write(answer.body)
 
     # ------------------------------------------------------------ admin: unsigned, loopback callers only
 
-    def _admin(self, route: str, body: bytes) -> None:
+    def _admin(self, route: str, query: str, body: bytes) -> None:
         if self.client_address[0] not in LOOPBACK:
             return self._json(403, {"error": "the admin paths answer loopback callers only"})
         try:
             data = json.loads(body) if body.strip() else {}
-            status, result = self._admin_route(route, data)
-        except (ValueError, TypeError) as exc:
+            if not isinstance(data, dict):
+                raise ValueError("the body must be a JSON object")
+            status, result = admin_route(self.double, self.command, route, dict(parse_qsl(query)), data)
+        except (ValueError, TypeError, KeyError) as exc:
             status, result = 400, {"error": str(exc)}
         self._json(status, result)
-
-    def _admin_route(self, route: str, data: dict) -> tuple[int, dict]:
-        double = self.double
-        if route == "received" and self.command == "GET":
-            return 200, double.snapshot()
-        if route == "received" and self.command == "DELETE":
-            double.clear_records()
-        elif route == "faults" and self.command == "DELETE":
-            double.reset_faults()
-        elif route == "faults" and self.command == "POST":
-            if data.pop("reset", False):
-                double.reset_faults()
-            if "seed" in data:
-                double.seed(data.pop("seed"))
-            if data:
-                double.inject(data.pop("code", None), data.pop("status", None), **data)
-        elif route == "quota" and self.command == "POST":
-            double.set_quota(quota=data.get("quota"), remain=data.get("remain"))
-        else:
-            return 404, {"error": f"no admin route {self.command} {ADMIN_PREFIX}{route}"}
-        state = double.snapshot()
-        return 200, {"faults": len(state["faults"]), "quota": state["quota"], "received": len(state["received"])}
 
     def _json(self, status: int, body: dict) -> None:
         payload = json.dumps(body).encode("utf-8")

@@ -27,6 +27,11 @@ class Remote:
     clock: Callable[[], float]
 
 
+def signing_clock(double) -> Callable[[], float]:
+    """Real time (or the injected base clock): the double checks signatures on it, not on its CDN clock."""
+    return getattr(double, "auth_clock", double.clock)
+
+
 def stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime(signing.TIMESTAMP_FORMAT)
 
@@ -42,7 +47,7 @@ def v2_params(double, action: str, params: dict | None = None, *, secret: str = 
         "SignatureMethod": signing.V2_METHOD,
         "SignatureVersion": signing.V2_VERSION,
         "SignatureNonce": nonce or str(uuid.uuid4()),
-        "Timestamp": timestamp or stamp(double.clock()),
+        "Timestamp": timestamp or stamp(signing_clock(double)()),
         **({"Format": fmt} if fmt is not None else {}),
         **(params or {}),
     }
@@ -68,7 +73,7 @@ def v3(double, action: str, query: dict | None = None, *, secret: str = TEST_SK,
         "host": double.base_url.split("//", 1)[1],
         "x-acs-action": action,
         "x-acs-version": VERSION,
-        "x-acs-date": date or stamp(double.clock()),
+        "x-acs-date": date or stamp(signing_clock(double)()),
         "x-acs-signature-nonce": nonce or uuid.uuid4().hex,
         "x-acs-content-sha256": signing.sha256_hex(body),
         **(signed_headers or {}),
@@ -456,7 +461,7 @@ def test_describe_refresh_task_by_id(make_cdn_double):
     body = tasks(",".join(task_ids + ["999"])).json()
     assert body["TotalCount"] == 2
     first = body["Tasks"][0]
-    assert first == {"TaskId": task_ids[0], "ObjectPath": URL, "ObjectType": "preload", "Status": "Pending",
+    assert first == {"TaskId": task_ids[0], "ObjectPath": URL, "ObjectType": "preload", "Status": "Refreshing",
                      "Process": "0%", "CreationTime": "2026-03-01T12:00:00Z", "Description": ""}
     clock.now += 60
     assert {t["Status"] for t in tasks(",".join(task_ids)).json()["Tasks"]} == {"Complete"}
@@ -622,3 +627,275 @@ def test_the_cli_prints_its_url_first_serves_and_exits_on_sigterm():
         if process.poll() is None:
             process.kill()
             process.wait(timeout=5)
+
+
+# ---------------------------------------------------------------- the CDN behind the API: clock, origin, edge, tasks
+
+T0 = 1_795_000_000.0  # 2026-11-19T07:06:40Z, pinned so that tasks and quota days are deterministic
+OBJ = "https://cdn.example.com/app.js"
+
+
+@pytest.fixture
+def cdn(make_cdn_double):
+    """A double on a pinned clock with a closed origin: only objects a test uploads exist."""
+    double = make_cdn_double(open_origin=False)
+    double.set_clock(T0)
+    return double
+
+
+def refresh(double, *urls: str, **params):
+    return v2(double, "RefreshObjectCaches", {"ObjectPath": "\n".join(urls), **params})
+
+
+def by_id(double, ids: str) -> list[dict]:
+    response = v2(double, "DescribeRefreshTaskById", {"TaskId": ids})
+    assert response.status_code == 200, response.text
+    return response.json()["Tasks"]
+
+
+def search(double, **params) -> dict:
+    response = v2(double, "DescribeRefreshTasks", {k: str(v) for k, v in params.items()})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_fresh_url_prefetched_is_cached_with_the_origin_version_once_its_task_completes(cdn):
+    cdn.set_origin(OBJ, "v1")
+    task_id = push(cdn, OBJ).json()["PushTaskId"]
+    assert [t["Status"] for t in by_id(cdn, task_id)] == ["Refreshing"]
+    cdn.advance(179)
+    assert cdn.cached(OBJ) is None  # still running: the edge holds nothing yet
+    cdn.advance(1)
+    [task] = by_id(cdn, task_id)
+    assert (task["Status"], task["Process"], task["ObjectType"]) == ("Complete", "100%", "preload")
+    assert cdn.cached(OBJ) == "v1" == cdn.cached("http://cdn.example.com/app.js")  # one object, either scheme
+    assert cdn.cache() == {"cdn.example.com/app.js": "v1"}
+
+
+def test_an_overwritten_object_prefetched_without_refresh_stays_stale(cdn):
+    cdn.set_origin(OBJ, "v1")
+    assert cdn.viewer_get(OBJ) == "v1"  # a viewer's miss fills the edge
+    cdn.set_origin(OBJ, "v2")  # the overwrite
+    task_id = push(cdn, OBJ).json()["PushTaskId"]
+    cdn.advance(3600)
+    assert [t["Status"] for t in by_id(cdn, task_id)] == ["Complete"]  # the API says all is well...
+    assert cdn.cached(OBJ) == "v1"  # ...and the edge still serves the old copy
+
+
+def test_refresh_then_prefetch_after_the_refresh_completes_serves_the_new_version(cdn):
+    cdn.set_origin(OBJ, "v1")
+    cdn.viewer_get(OBJ)
+    cdn.set_origin(OBJ, "v2")
+    refresh_id = refresh(cdn, OBJ).json()["RefreshTaskId"]
+    cdn.advance(300)
+    [task] = by_id(cdn, refresh_id)
+    assert (task["ObjectType"], task["Status"]) == ("file", "Complete")
+    assert cdn.cached(OBJ) is None  # the refresh emptied the entry
+    push(cdn, OBJ)
+    cdn.advance(180)
+    assert cdn.cached(OBJ) == "v2"
+
+
+def test_a_prefetch_sent_before_its_refresh_completes_brings_nothing_new(cdn):
+    cdn.set_origin(OBJ, "v1")
+    cdn.viewer_get(OBJ)
+    cdn.set_origin(OBJ, "v2")
+    refresh(cdn, OBJ)
+    cdn.advance(60)
+    push(cdn, OBJ)  # too early: its task completes (at +240) while the stale copy is still there
+    cdn.advance(200)
+    assert cdn.cached(OBJ) == "v1"
+    cdn.advance(100)  # the refresh completes at +300
+    assert cdn.cached(OBJ) is None  # the edge is empty, not fresh: the prefetch was wasted
+
+
+def test_task_delays_are_settable_down_to_zero(cdn):
+    cdn.set_origin(OBJ, "v1")
+    cdn.set_task_timing(preload_seconds=0, refresh_seconds=0)
+    push(cdn, OBJ)
+    assert cdn.cached(OBJ) == "v1"
+    refresh(cdn, OBJ)
+    assert cdn.cached(OBJ) is None
+
+
+def test_a_prefetch_of_a_missing_object_fails_with_a_description(cdn):
+    cdn.set_origin(OBJ, "v1")
+    cdn.delete_origin(OBJ)
+    task_id = push(cdn, OBJ).json()["PushTaskId"]
+    cdn.advance(180)
+    [task] = by_id(cdn, task_id)
+    assert task["Status"] == "Failed" and "404" in task["Description"]
+    assert cdn.cached(OBJ) is None
+
+
+def test_the_default_open_origin_serves_any_object_but_a_deleted_one(cdn_double):
+    cdn_double.set_task_timing(preload_seconds=0)
+    push(cdn_double, OBJ)
+    assert cdn_double.cached(OBJ) == "origin"
+    cdn_double.delete_origin("https://cdn.example.com/gone.js")
+    task_id = push(cdn_double, "https://cdn.example.com/gone.js").json()["PushTaskId"]
+    assert by_id(cdn_double, task_id)[0]["Status"] == "Failed"
+
+
+def test_injected_task_failures_by_url_and_by_seeded_fraction(make_cdn_double):
+    urls = [f"https://cdn.example.com/f/{i}.js" for i in range(40)]
+
+    def failed_share(seed: int) -> list[str]:
+        double = make_cdn_double(seed=seed, task_seconds=0)
+        double.fail_tasks([urls[0]], reason="origin timeout", kind="preload")
+        double.fail_tasks(fraction=0.25, kind="preload")
+        ids = push(double, *urls[:20]).json()["PushTaskId"] + "," + push(double, *urls[20:40]).json()["PushTaskId"]
+        refresh_id = refresh(double, urls[0]).json()["RefreshTaskId"]
+        tasks = [t for chunk in range(0, 40, 10) for t in by_id(double, ",".join(ids.split(",")[chunk:chunk + 10]))]
+        assert by_id(double, refresh_id)[0]["Status"] != "Failed"  # the faults were for prefetches only
+        assert next(t for t in tasks if t["ObjectPath"] == urls[0])["Description"] == "origin timeout"
+        assert all(double.cached(t["ObjectPath"]) is None for t in tasks if t["Status"] == "Failed")
+        return [t["ObjectPath"] for t in tasks if t["Status"] == "Failed"]
+
+    first = failed_share(3)
+    assert 1 < len(first) < 40 and first == failed_share(3)  # a seed replays the same failures
+
+
+def test_task_ids_of_one_domain_may_be_shared_in_one_call(make_cdn_double):
+    double = make_cdn_double(task_ids="per_domain")
+    urls = ["cdn.example.com/a.js", "cdn.example.com/b.js", "img.example.com/c.png"]
+    ids = push(double, *urls).json()["PushTaskId"].split(",")
+    assert len(ids) == 2
+    tasks = by_id(double, ids[0])
+    assert [t["ObjectPath"] for t in tasks] == urls[:2] and {t["TaskId"] for t in tasks} == {ids[0]}
+
+
+def test_refresh_limits_urls_domains_and_object_type(make_cdn_double):
+    domains = [f"d{i}.example.com" for i in range(11)]
+    double = make_cdn_double(domains=domains)
+    too_many = refresh(double, *[f"d0.example.com/{i}" for i in range(1001)])
+    assert (too_many.status_code, code_of(too_many)) == (400, "InvalidObjectPath.Size.Malformed")
+    eleven = refresh(double, *[f"{d}/x.js" for d in domains])
+    assert (eleven.status_code, code_of(eleven)) == (400, "SingleRequest.OverLimit")
+    assert refresh(double, *[f"{d}/x.js" for d in domains[:10]]).status_code == 200
+    assert code_of(refresh(double, "d0.example.com/dir/", ObjectType="Directory")) == "InvalidObjectType.Malformed"
+    assert refresh(double, *[f"d0.example.com/{i}" for i in range(1000)], ObjectType="File").status_code == 200
+    assert len(double.refreshed_urls) == 1010
+
+
+def test_refresh_and_prefetch_spend_separate_quotas_and_refuse_with_their_codes(cdn):
+    cdn.set_quota(quota=3)
+    cdn.set_quota(quota=2, kind="file")
+    assert push(cdn, OBJ, "cdn.example.com/b.js").status_code == 200
+    assert refresh(cdn, OBJ).status_code == 200
+    body = quota(cdn)
+    assert (body["PreloadQuota"], body["PreloadRemain"], body["UrlQuota"], body["UrlRemain"]) == ("3", "1", "2", "1")
+    over = refresh(cdn, OBJ, "cdn.example.com/b.js")
+    assert (over.status_code, code_of(over)) == (400, "QuotaExceeded.Refresh")
+    assert code_of(push(cdn, OBJ, OBJ)) == "QuotaExceeded.Refresh"  # the seed's code for prefetch, by default
+    cdn.set_push_quota_code("QuotaExceeded.Preload")
+    over = push(cdn, OBJ, OBJ)
+    assert (over.status_code, code_of(over)) == (400, "QuotaExceeded.Preload")
+    assert cdn.quota_counters() == {"preload": {"quota": 3, "used": 2, "remain": 1},
+                                    "refresh": {"quota": 2, "used": 1, "remain": 1}}  # refusals spent nothing
+    cdn.set_clock(T0 - T0 % 86400 + 16 * 3600)  # 00:00 UTC+8 of the next quota day
+    assert cdn.quota_counters()["preload"]["remain"] == 3 and cdn.quota_counters()["refresh"]["remain"] == 2
+
+
+def test_refresh_queue_and_per_minute_codes_are_injectable(cdn):
+    cdn.inject("TooMany.Refresh", 400, action="RefreshObjectCaches")
+    cdn.inject("QuotaPerMinuteExceeded.Refresh", 400, action="RefreshObjectCaches")
+    assert push(cdn, OBJ).status_code == 200  # another action is not affected
+    assert [code_of(refresh(cdn, OBJ)) for _ in range(2)] == ["TooMany.Refresh", "QuotaPerMinuteExceeded.Refresh"]
+    assert refresh(cdn, OBJ).status_code == 200
+    assert cdn.quota_counters()["refresh"]["used"] == 1
+
+
+def test_describe_refresh_tasks_is_nested_filtered_and_paged(cdn):
+    cdn.set_origin(OBJ, "v1")
+    push(cdn, OBJ)
+    cdn.advance(10)
+    refresh(cdn, OBJ, "img.example.com/p.png")
+    cdn.advance(10)
+    push(cdn, *[f"cdn.example.com/{i}.js" for i in range(25)])
+    body = search(cdn, ObjectPath=OBJ)
+    assert set(body) >= {"Tasks", "TotalCount", "PageNumber", "PageSize", "RequestId"}
+    assert [(t["ObjectType"], t["ObjectPath"]) for t in body["Tasks"]["CDNTask"]] == [("file", OBJ), ("preload", OBJ)]
+    assert search(cdn, ObjectPath=OBJ, ObjectType="preload")["TotalCount"] == 1
+    assert search(cdn, ObjectType="file", DomainName="img.example.com")["TotalCount"] == 1
+    start = datetime.fromtimestamp(T0 + 15, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert search(cdn, ObjectType="preload", StartTime=start)["TotalCount"] == 25
+    pages = [search(cdn, ObjectType="preload", PageSize=10, PageNumber=n) for n in (1, 2, 3)]
+    assert [len(p["Tasks"]["CDNTask"]) for p in pages] == [10, 10, 6]
+    assert {p["TotalCount"] for p in pages} == {26}
+    assert search(cdn, ObjectType="preload", Status="Refreshing")["TotalCount"] == 26
+    cdn.advance(3600)
+    assert search(cdn, ObjectType="preload", Status="Complete")["TotalCount"] == 1
+    assert search(cdn, ObjectType="preload", Status="Failed")["TotalCount"] == 25  # never uploaded
+    assert code_of(v2(cdn, "DescribeRefreshTasks", {"DomainName": "cdn.example.com"})) == "MissingParameter"
+    assert code_of(v2(cdn, "DescribeRefreshTasks", {"PageSize": "101"})) == "InvalidParameter"
+
+
+def test_both_task_apis_cover_only_the_last_three_days(cdn):
+    task_id = push(cdn, OBJ).json()["PushTaskId"]
+    cdn.advance(3 * 86400)
+    assert len(by_id(cdn, task_id)) == 1 and search(cdn, ObjectPath=OBJ)["TotalCount"] == 1
+    cdn.advance(1)
+    assert by_id(cdn, task_id) == [] and search(cdn, ObjectPath=OBJ)["TotalCount"] == 0
+
+
+def test_a_lost_answer_after_accept_records_the_call_and_creates_its_tasks(cdn):
+    cdn.set_origin(OBJ, "v1")
+    cdn.inject(None, drop_after_accept=True, action="RefreshObjectCaches")
+    cdn.inject(None, truncate=True, action="PushObjectCache")
+    with pytest.raises(requests.ConnectionError):
+        refresh(cdn, OBJ)
+    with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        push(cdn, OBJ)
+    assert [(r.action, r.accepted, r.fault) for r in cdn.received] == [
+        ("RefreshObjectCaches", True, "drop_after_accept"), ("PushObjectCache", True, "truncate")]
+    assert [(t["ObjectType"], t["ObjectPath"]) for t in cdn.task_records()] == [("file", OBJ), ("preload", OBJ)]
+    assert cdn.quota_counters()["refresh"]["used"] == 1 and cdn.quota_counters()["preload"]["used"] == 1
+
+
+def test_refused_connections_send_nothing_then_the_same_port_answers_again(cdn):
+    cdn.refuse_connections()
+    with pytest.raises(requests.ConnectionError) as caught:
+        push(cdn, OBJ)
+    assert "refused" in str(caught.value).lower()
+    cdn.refuse_connections(False)
+    assert push(cdn, OBJ).status_code == 200
+    assert cdn.calls() == 1
+
+
+def test_the_cdn_is_steered_and_read_over_the_admin_paths(cdn):
+    import time
+
+    from fixtures.cdn_double import CdnDoubleAdmin
+
+    admin = CdnDoubleAdmin(cdn.base_url)
+    admin.set_clock(T0 + 100)
+    assert admin.now() == T0 + 100
+    admin.set_origin(OBJ, "v1")
+    assert admin.origin() == {"cdn.example.com/app.js": "v1"}
+    admin.set_task_timing(preload_seconds=60, refresh_seconds=120)
+    admin.fail_tasks(["https://cdn.example.com/bad.js"], reason="origin timeout")
+    push(cdn, OBJ, "https://cdn.example.com/bad.js")
+    admin.advance(60)
+    assert admin.cached(OBJ) == "v1" and admin.cache() == {"cdn.example.com/app.js": "v1"}
+    records = admin.task_records()
+    assert [(r["ObjectPath"], r["Status"], r["done_at"]) for r in records] == [
+        (OBJ, "Complete", T0 + 160), ("https://cdn.example.com/bad.js", "Failed", T0 + 160)]
+    admin.set_origin(OBJ, "v2")
+    assert admin.viewer_get(OBJ) == "v1"
+    admin.delete_origin(OBJ)
+    assert admin.origin() == {}
+    admin.set_quota(remain=5)
+    admin.set_quota(used=7, kind="file")
+    admin.set_push_quota_code("QuotaExceeded.Preload")
+    counters = admin.quota_counters()
+    assert counters["preload"]["remain"] == 5 and counters["refresh"]["used"] == 7
+    assert counters["push_quota_code"] == "QuotaExceeded.Preload"
+    admin.inject("Throttling", 503, action="DescribeRefreshQuota", count=2)
+    assert [v2(cdn, "DescribeRefreshQuota").status_code for _ in range(3)] == [503, 503, 200]
+    admin.refuse_connections_for(0.5)
+    time.sleep(0.2)
+    with pytest.raises(requests.ConnectionError):
+        push(cdn, OBJ)
+    time.sleep(0.6)
+    assert push(cdn, OBJ).status_code == 200
