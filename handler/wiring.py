@@ -33,19 +33,28 @@ def open_configured_store(settings: Settings, credentials: "Credentials | None" 
     return open_store(settings.store, credentials=credentials)
 
 
-def open_cdn(settings: Settings, credentials: "Credentials") -> "CdnApi":
+def open_cdn(
+    settings: Settings, credentials: "Credentials", *, clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> "CdnApi":
     from .cdn.client import CdnClient
     from .cdn.pushing import CdnAdapter
 
-    return CdnAdapter(CdnClient(credentials, settings.cdn), settings.cdn)
+    client = CdnClient(credentials, settings.cdn, sleep=sleep, clock=clock)
+    return CdnAdapter(client, settings.cdn, clock=clock)
 
 
 class Wiring:
     """Adapters kept for the life of a warm instance, rebuilt when the role's credentials rotate."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: Settings, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.settings = settings
-        self.clock = clock  # the core's clock port: wall time on FC, simulated time in replays
+        # The clock port: wall time on FC; in a replay of days, simulated time, and pauses (pacing,
+        # back-off) that take no real time.
+        self.clock = clock
+        self.sleep = sleep
         self._store: "Store | None" = None
         self._store_credentials: "Credentials | None" = None
         self._cdn: "CdnApi | None" = None
@@ -63,6 +72,6 @@ class Wiring:
     def cdn(self, context: Any = None) -> "CdnApi":
         credentials = resolve(context)
         if self._cdn is None or credentials != self._cdn_credentials:
-            self._cdn = open_cdn(self.settings, credentials)
+            self._cdn = open_cdn(self.settings, credentials, clock=self.clock, sleep=self.sleep)
             self._cdn_credentials = credentials
         return self._cdn
