@@ -1,1 +1,1 @@
-"""The only place that knows the Alibaba Cloud CDN API: signing, errors, the client and batch pushing."""
+"""The only place that knows the Alibaba Cloud CDN API: signing, the code table, transport, the client and the adapter (ports.CdnApi)."""

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random as _random
-import re
 import threading
 import time
 import unicodedata
@@ -20,13 +18,13 @@ from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import requests
-from urllib3 import exceptions as urllib3_errors  # already loaded by requests
 
 from ..credentials import Credentials
 from ..ports import Problem
 from ..settings import API_CALLS_PER_SECOND, CdnSettings, check_endpoint
 from . import signing
 from .errors import CdnError, InvalidUrlError, error_for
+from .transport import new_session, transport_error
 
 log = logging.getLogger("handler.cdn")
 
@@ -136,7 +134,7 @@ class CdnClient:
             raise ValueError(f"cdn.signature: must be v3 or v2, not {settings.signature!r}")
         self.credentials = credentials
         self.settings = settings
-        self.session = session if session is not None else _new_session()
+        self.session = session if session is not None else new_session()
         self.calls_made = 0  # HTTP calls sent, retries included
         self._url = settings.endpoint.rstrip("/") + "/"
         self._host = urlsplit(settings.endpoint).netloc
@@ -298,7 +296,7 @@ class CdnClient:
             response = self.session.post(self._url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
             content = response.content
         except requests.RequestException as exc:
-            raise _transport_error(action, exc, timeout, self._host, sent_at) from exc
+            raise transport_error(action, exc, timeout, self._host, sent_at) from exc
         answer = _parse_json(content)
         request_id = self._scrub(str((answer or {}).get("RequestId") or response.headers.get("x-acs-request-id") or ""))
         log.debug(
@@ -390,64 +388,6 @@ class CdnClient:
                 for form in (signing.percent_encode(once), once, secret):
                     text = text.replace(form, _MASK)
         return text
-
-
-def _transport_error(
-    action: str, exc: requests.RequestException, timeout: tuple[float, float], host: str, sent_at: float
-) -> CdnError:
-    """Whether the request could have reached the API decides everything: before it was fully sent,
-    nothing was taken (NOT_ACCEPTED, retryable); after, the API may have acted (AMBIGUOUS)."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):  # before Timeout: it is one too
-        return error_for("Local.NotSent", f"{action}: no connection to {host} within {timeout[0]:g}s")
-    if isinstance(exc, requests.exceptions.SSLError):  # before ConnectionError: it is one too
-        reason = _tls_reason(exc)
-        if reason.startswith("certificate verify failed"):
-            return error_for("Local.TLSError", f"{action}: TLS to {host} failed: {reason}")
-        return error_for("Local.NotSent", f"{action}: TLS handshake with {host} failed: {reason}")
-    if isinstance(exc, requests.Timeout):
-        return error_for("Local.Timeout", f"{action}: no answer within {timeout[1]:g}s", sent_at=sent_at)
-    if isinstance(exc, requests.ConnectionError) and _never_connected(exc):
-        return error_for("Local.NotSent", f"{action}: cannot connect to {host}: {_root_cause(exc)}")
-    if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                        requests.exceptions.ContentDecodingError)):
-        return error_for("Local.ConnectionLost", f"{action}: connection lost: {_root_cause(exc)}", sent_at=sent_at)
-    return error_for("Local.RequestError", f"{action}: {type(exc).__name__}")
-
-
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    """True when urllib3 failed to open the connection (refused, DNS, unreachable): nothing was sent."""
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the cause
-    return isinstance(reason, (urllib3_errors.NewConnectionError, urllib3_errors.ConnectTimeoutError))
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost exception's class name: the text could quote a URL or a header."""
-    seen = exc
-    while True:
-        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        inner = inner or getattr(seen, "reason", None)
-        if not isinstance(inner, BaseException) or inner is seen:
-            return type(seen).__name__
-        seen = inner
-
-
-def _tls_reason(exc: BaseException) -> str:
-    """"certificate verify failed: self-signed certificate" from the wrapped SSL error, else its class name."""
-    found = re.search(r"certificate verify failed[^'\")(]*", str(exc))
-    return found.group(0).strip() if found else type(exc).__name__
-
-
-# Environment variables through which requests would change where and how we connect.
-_CONNECTION_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle", "curl_ca_bundle")
-
-
-def _new_session() -> requests.Session:
-    session = requests.Session()
-    # With none of them set, skip requests' per-call look-ups of proxies and .netrc in the environment
-    # (about half a millisecond a call); with any of them set, keep its usual behaviour.
-    session.trust_env = any(name.lower() in _CONNECTION_ENV for name in os.environ)
-    return session
 
 
 def _form_body(params: Mapping[str, str]) -> bytes:

@@ -606,7 +606,7 @@ def test_a_redirect_is_not_followed(raw_server):
 
 
 def test_proxy_and_ca_settings_in_the_environment_are_still_honoured(monkeypatch):
-    from handler.cdn.client import _CONNECTION_ENV, _new_session
+    from handler.cdn.transport import _CONNECTION_ENV, new_session as _new_session
 
     for name in list(os.environ):
         if name.lower() in _CONNECTION_ENV:

@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from handler.cdn import errors
 from handler.cdn.client import CdnClient
 from handler.cdn.pushing import CdnAdapter
 from handler.credentials import Credentials

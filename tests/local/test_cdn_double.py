@@ -631,7 +631,7 @@ def test_the_cli_prints_its_url_first_serves_and_exits_on_sigterm():
 
 # ---------------------------------------------------------------- the CDN behind the API: clock, origin, edge, tasks
 
-T0 = 1_795_000_000.0  # 2026-11-19T07:06:40Z, pinned so that tasks and quota days are deterministic
+T0 = 1_795_000_000.0  # 2026-11-18T11:06:40Z, pinned so that tasks and quota days are deterministic
 OBJ = "https://cdn.example.com/app.js"
 
 
