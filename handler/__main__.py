@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+from .destination import original_event
 from .events import parse_event
 from .planning import parse_instant, quota_day, quota_grant
 from .ports import StoreError
@@ -52,7 +53,7 @@ def _now(text: str | None) -> float:
 def _cmd_ingest(args, wiring: Wiring, now: float) -> int:
     totals = {"files": 0, "records": 0, "skipped": 0, "added": 0, "urls": 0, "refused": 0, "unmatched": 0}
     for name in args.files:
-        payload = _read_input(name)
+        payload = original_event(_read_input(name))  # a failed-invocation record from the MNS queue replays its event
         parsed = parse_event(payload, include_append=wiring.settings.include_append)
         for skipped in parsed.skipped:
             print(f"{name}: record {skipped.index} skipped: {skipped.reason}", file=sys.stderr)
@@ -140,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("ingest", parents=[common], help="run the upload path over event files")
-    p.add_argument("files", nargs="+", metavar="FILE", help="event payload files, or - for stdin")
+    p.add_argument("files", nargs="+", metavar="FILE", help="event payload files (or FC async-failure records), or - for stdin")
     p.set_defaults(run=_cmd_ingest)
 
     p = sub.add_parser("flush", parents=[common], help="push closed windows within the quota")
