@@ -1,0 +1,140 @@
+"""Builds dist/oss-cdn-prewarm.zip, the code package both FC functions run from.
+
+    python -m function_zip [--out PATH] [--python 3.10|3.12] [--with dynamodb]
+
+The zip holds the `handler` package (without handler/local, the local doubles) and the
+runtime dependencies from pyproject.toml, installed as wheels for the FC runtime's
+platform (manylinux2014_x86_64, CPython of the chosen version), not for this machine.
+Run it with the project installed (python3 dev.py package does), so that the pins are
+read from the installed metadata: pyproject.toml stays the one place they are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from importlib.metadata import requires
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DIST = ROOT / "dist" / "oss-cdn-prewarm.zip"
+PROJECT = "oss-cdn-prewarm"
+PLATFORM = "manylinux2014_x86_64"
+RUNTIME_EXTRAS = ("fc", "tablestore")  # flush-on-full (fc2) and the production store
+OPTIONAL_EXTRAS = ("dynamodb",)
+NOT_DEPLOYED = ("handler/local/",)  # the CDN API double, the demo, the DynamoDB emulator runner
+SKIPPED_SUFFIXES = (".pyc", ".pyo")
+_EXTRA_MARKER = re.compile(r"""^extra\s*==\s*["']([\w.-]+)["']$""")
+
+
+def runtime_requirements(extras: tuple[str, ...]) -> list[str]:
+    """The project's dependencies plus those of `extras`, as pyproject.toml pins them."""
+    chosen = set()
+    for line in requires(PROJECT) or []:
+        requirement, _, marker = (part.strip() for part in line.partition(";"))
+        if not marker:
+            chosen.add(requirement)
+            continue
+        extra = _EXTRA_MARKER.match(marker)
+        if extra is None:
+            raise SystemExit(f"function_zip: cannot read the marker of {line!r} in {PROJECT}'s metadata")
+        if extra.group(1) in extras:
+            chosen.add(requirement)
+    return sorted(chosen)
+
+
+def install_wheels(requirements: list[str], target: Path, python_version: str, cache: Path) -> None:
+    """pip-install `requirements` into `target` as wheels for the FC runtime (pure-Python sdists built here)."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--cache-dir", str(cache)]
+    wheelhouse = cache / "wheelhouse"
+    # Some SDKs (aliyun-fc2) publish only an sdist; a pure-Python one builds to a py3-none-any
+    # wheel that fits every platform. Binary wheels built here would not match the target tag,
+    # so pip takes those from the index below instead.
+    subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheelhouse), *requirements], check=True)
+    subprocess.run(
+        [*pip, "install", "--quiet", "--no-compile", "--target", str(target), "--find-links", str(wheelhouse),
+         "--only-binary=:all:", "--platform", PLATFORM, "--python-version", python_version,
+         "--implementation", "cp", *requirements],
+        check=True,
+    )
+
+
+def zip_entries(dependencies: Path) -> list[tuple[Path, str]]:
+    """(file, name in the zip) for the handler package and the installed dependencies."""
+    files = [(path, path.relative_to(ROOT).as_posix()) for path in (ROOT / "handler").rglob("*")]
+    files += [(path, path.relative_to(dependencies).as_posix()) for path in dependencies.rglob("*")]
+    return sorted(((path, name) for path, name in files if path.is_file() and not _skipped(name)), key=lambda entry: entry[1])
+
+
+def _skipped(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        name.startswith(NOT_DEPLOYED)
+        or name.endswith(SKIPPED_SUFFIXES)
+        or "__pycache__" in parts
+        or "tests" in parts[1:-1]  # the dependencies' own test suites (numpy's are most of them)
+        or parts[0] == "bin"  # console scripts pip installs next to the packages
+    )
+
+
+def build(out: Path, python_version: str, extras: tuple[str, ...], cache: Path) -> list[str]:
+    """Write the zip to `out`; the names in it."""
+    requirements = runtime_requirements(RUNTIME_EXTRAS + extras)
+    with tempfile.TemporaryDirectory(prefix="function-zip-") as tmp:
+        dependencies = Path(tmp) / "site"
+        install_wheels(requirements, dependencies, python_version, cache)
+        entries = zip_entries(dependencies)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_suffix(".zip.partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path, name in entries:
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # reproducible
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, path.read_bytes())
+        partial.replace(out)
+    print_summary(out, requirements, python_version, [name for _, name in entries])
+    return [name for _, name in entries]
+
+
+def print_summary(out: Path, requirements: list[str], python_version: str, names: list[str]) -> None:
+    tops: dict[str, int] = {}
+    for name in names:
+        top = name.split("/")[0]
+        tops[top] = tops.get(top, 0) + 1
+    with zipfile.ZipFile(out) as archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+    print(f"{_relative(out)}: {out.stat().st_size / 1e6:.1f} MB ({unpacked / 1e6:.1f} MB unpacked), "
+          f"{len(names)} files, for CPython {python_version} on {PLATFORM}")
+    print(f"requirements: {', '.join(requirements)}")
+    for top, count in sorted(tops.items()):
+        print(f"  {top:<48} {count:>5} files")
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 dev.py package", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DIST, help=f"the zip to write (default: {_relative(DIST)})")
+    parser.add_argument("--python", default="3.10", metavar="X.Y", help="the FC runtime's Python (python3.10 by default)")
+    parser.add_argument("--with", dest="extras", action="append", default=[], choices=OPTIONAL_EXTRAS,
+                        help="add an optional store SDK (dynamodb: boto3)")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("PIP_CACHE_DIR") or ROOT / ".venv" / "pip-cache"),
+                        help="pip's download cache and built wheels (default: .venv/pip-cache)")
+    args = parser.parse_args(argv)
+    build(args.out, args.python, tuple(args.extras), args.cache.resolve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
