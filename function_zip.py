@@ -1,12 +1,16 @@
 """Builds dist/oss-cdn-prewarm.zip, the code package both FC functions run from.
 
-    python -m function_zip [--out PATH] [--python 3.10|3.12] [--with dynamodb]
+    python -m function_zip [--out PATH] [--python 3.10|3.12] [--with dynamodb] [--bytecode]
 
 The zip holds the `handler` package (without handler/local, the local doubles) and the
 runtime dependencies from pyproject.toml, installed as wheels for the FC runtime's
 platform (manylinux2014_x86_64, CPython of the chosen version), not for this machine.
 Run it with the project installed (python3 dev.py package does), so that the pins are
 read from the installed metadata: pyproject.toml stays the one place they are written.
+
+FC's code folder is read-only, so Python cannot cache bytecode there and compiles every module
+it imports on every cold start. `--bytecode` ships that bytecode instead, compiled by the
+runtime's Python version as unchecked-hash .pyc files.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,7 +53,30 @@ def runtime_requirements(extras: tuple[str, ...]) -> list[str]:
     return sorted(chosen)
 
 
-def install_wheels(requirements: list[str], target: Path, python_version: str, cache: Path) -> None:
+def runtime_python(python_version: str, explicit: str | None = None) -> str:
+    """An interpreter of the FC runtime's Python version: this one, `explicit`, or pythonX.Y on PATH.
+
+    pip evaluates dependencies' environment markers (`async-timeout; python_version < "3.11"`,
+    needed by aiohttp, which tablestore imports) with the Python it runs under, whatever
+    --python-version says (pypa/pip#11010, #13296). So the install runs under the runtime's version.
+    """
+    if explicit is None and f"{sys.version_info.major}.{sys.version_info.minor}" == python_version:
+        return sys.executable
+    candidate = explicit or shutil.which(f"python{python_version}")
+    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
+    found = None
+    if candidate:
+        result = subprocess.run([candidate, "-c", probe], capture_output=True, text=True)
+        found = result.stdout.strip() if result.returncode == 0 else None
+    if found != python_version:
+        raise SystemExit(
+            f"function_zip: needs a Python {python_version} interpreter (python{python_version} on PATH, or "
+            f"--runtime-python PATH) to resolve the dependencies as that runtime sees them"
+        )
+    return candidate
+
+
+def install_wheels(requirements: list[str], target: Path, python: str, python_version: str, cache: Path) -> None:
     """pip-install `requirements` into `target` as wheels for the FC runtime (pure-Python sdists built here)."""
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--cache-dir", str(cache)]
     wheelhouse = cache / "wheelhouse"
@@ -57,18 +85,50 @@ def install_wheels(requirements: list[str], target: Path, python_version: str, c
     # so pip takes those from the index below instead.
     subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheelhouse), *requirements], check=True)
     subprocess.run(
-        [*pip, "install", "--quiet", "--no-compile", "--target", str(target), "--find-links", str(wheelhouse),
-         "--only-binary=:all:", "--platform", PLATFORM, "--python-version", python_version,
-         "--implementation", "cp", *requirements],
+        [*pip, "--python", python, "install", "--quiet", "--no-compile", "--root-user-action=ignore", "--target", str(target),
+         "--find-links", str(wheelhouse), "--only-binary=:all:", "--platform", PLATFORM,
+         "--python-version", python_version, "--implementation", "cp", *requirements],
         check=True,
     )
 
 
-def zip_entries(dependencies: Path) -> list[tuple[Path, str]]:
-    """(file, name in the zip) for the handler package and the installed dependencies."""
-    files = [(path, path.relative_to(ROOT).as_posix()) for path in (ROOT / "handler").rglob("*")]
-    files += [(path, path.relative_to(dependencies).as_posix()) for path in dependencies.rglob("*")]
-    return sorted(((path, name) for path, name in files if path.is_file() and not _skipped(name)), key=lambda entry: entry[1])
+def stage_handler(staging: Path) -> None:
+    """Copy the deployed part of the handler package into `staging`."""
+    for path in sorted((ROOT / "handler").rglob("*")):
+        name = path.relative_to(ROOT).as_posix()
+        if path.is_file() and not _skipped(name):
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, staging / name)
+
+
+def compile_bytecode(staging: Path, python: str) -> str:
+    """Compile every module in `staging` with the runtime's Python; the bytecode tag it wrote."""
+    subprocess.run(
+        [python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(staging)],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    return subprocess.run([python, "-c", "import sys; print(sys.implementation.cache_tag)"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def zip_entries(staging: Path, bytecode_tag: str | None = None) -> list[tuple[Path, str]]:
+    """(file, name in the zip) for everything staged, without what never runs on FC."""
+    entries = []
+    for path in staging.rglob("*"):
+        name = path.relative_to(staging).as_posix()
+        if path.is_file() and not (_skipped(name) and not _is_bytecode_of(name, bytecode_tag)):
+            entries.append((path, name))
+    return sorted(entries, key=lambda entry: entry[1])
+
+
+def _is_bytecode_of(name: str, tag: str | None) -> bool:
+    parts = name.split("/")
+    return (
+        tag is not None
+        and len(parts) > 1 and parts[-2] == "__pycache__"
+        and parts[-1].endswith(f".{tag}.pyc")
+        and not name.startswith(NOT_DEPLOYED) and "tests" not in parts[1:-2] and parts[0] != "bin"
+    )
 
 
 def _skipped(name: str) -> bool:
@@ -82,13 +142,19 @@ def _skipped(name: str) -> bool:
     )
 
 
-def build(out: Path, python_version: str, extras: tuple[str, ...], cache: Path) -> list[str]:
+def build(
+    out: Path, python_version: str, extras: tuple[str, ...], cache: Path, *,
+    bytecode: bool = False, python: str | None = None,
+) -> list[str]:
     """Write the zip to `out`; the names in it."""
     requirements = runtime_requirements(RUNTIME_EXTRAS + extras)
+    python = runtime_python(python_version, python)
     with tempfile.TemporaryDirectory(prefix="function-zip-") as tmp:
-        dependencies = Path(tmp) / "site"
-        install_wheels(requirements, dependencies, python_version, cache)
-        entries = zip_entries(dependencies)
+        staging = Path(tmp) / "code"
+        install_wheels(requirements, staging, python, python_version, cache)
+        stage_handler(staging)
+        tag = compile_bytecode(staging, python) if bytecode else None
+        entries = zip_entries(staging, tag)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".zip.partial")
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -98,11 +164,12 @@ def build(out: Path, python_version: str, extras: tuple[str, ...], cache: Path) 
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, path.read_bytes())
         partial.replace(out)
-    print_summary(out, requirements, python_version, [name for _, name in entries])
-    return [name for _, name in entries]
+    names = [name for _, name in entries]
+    print_summary(out, requirements, python_version, names, tag)
+    return names
 
 
-def print_summary(out: Path, requirements: list[str], python_version: str, names: list[str]) -> None:
+def print_summary(out: Path, requirements: list[str], python_version: str, names: list[str], tag: str | None) -> None:
     tops: dict[str, int] = {}
     for name in names:
         top = name.split("/")[0]
@@ -110,7 +177,8 @@ def print_summary(out: Path, requirements: list[str], python_version: str, names
     with zipfile.ZipFile(out) as archive:
         unpacked = sum(info.file_size for info in archive.infolist())
     print(f"{_relative(out)}: {out.stat().st_size / 1e6:.1f} MB ({unpacked / 1e6:.1f} MB unpacked), "
-          f"{len(names)} files, for CPython {python_version} on {PLATFORM}")
+          f"{len(names)} files, for CPython {python_version} on {PLATFORM}"
+          + (f", with {tag} bytecode" if tag else ""))
     print(f"requirements: {', '.join(requirements)}")
     for top, count in sorted(tops.items()):
         print(f"  {top:<48} {count:>5} files")
@@ -131,8 +199,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="add an optional store SDK (dynamodb: boto3)")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("PIP_CACHE_DIR") or ROOT / ".venv" / "pip-cache"),
                         help="pip's download cache and built wheels (default: .venv/pip-cache)")
+    parser.add_argument("--bytecode", action="store_true",
+                        help="ship .pyc files compiled by pythonX.Y (FC cannot cache bytecode in its read-only code folder)")
+    parser.add_argument("--runtime-python", metavar="PATH",
+                        help="an interpreter of the --python version (default: this one if it matches, else pythonX.Y on PATH)")
     args = parser.parse_args(argv)
-    build(args.out, args.python, tuple(args.extras), args.cache.resolve())
+    build(args.out, args.python, tuple(args.extras), args.cache.resolve(), bytecode=args.bytecode,
+          python=args.runtime_python)
     return 0
 
 

@@ -124,6 +124,16 @@ def test_the_s_yaml_role_allows_exactly_the_api_actions_the_code_calls():
 
 # --- the code package ---------------------------------------------------------------------------
 
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+FC_RUNTIME_PYTHON = "3.10"
+
+
+def _runtime_python_or_skip(version: str) -> str:
+    try:
+        return function_zip.runtime_python(version)
+    except SystemExit as missing:
+        pytest.skip(str(missing))
+
 
 def _build(tmp_path: Path, *args: str) -> tuple[Path, str]:
     out = tmp_path / "oss-cdn-prewarm.zip"
@@ -133,6 +143,13 @@ def _build(tmp_path: Path, *args: str) -> tuple[Path, str]:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result.stdout
+
+
+def _unpack(package: Path, into: Path) -> Path:
+    into.mkdir()
+    with zipfile.ZipFile(package) as archive:
+        archive.extractall(into)
+    return into
 
 
 def _upload_events() -> list[Path]:
@@ -148,16 +165,15 @@ def _upload_events() -> list[Path]:
 
 PROBE = r"""
 import json, sys
-root, events = sys.argv[1], sys.argv[2:]
 from handler import entry
-reports = {name.rsplit("/", 1)[-1]: json.loads(entry.upload(open(name, "rb").read(), None)) for name in events}
+reports = {name.rsplit("/", 1)[-1]: json.loads(entry.upload(open(name, "rb").read(), None)) for name in sys.argv[1:]}
 import handler.cdn.client, handler.cdn.pushing, handler.flush_request, handler.stores.tablestore
-sdk_files = {name: sys.modules[name].__file__ for name in ("requests", "fc2", "tablestore")}
+sdk_files = {name: sys.modules[name].__file__ for name in ("requests", "fc2", "tablestore", "aiohttp")}
 print(json.dumps({"reports": reports, "sdk_files": sdk_files, "path": sys.path, "flush": callable(entry.flush)}))
 """
 
 
-def _run_probe(cwd: Path, python_flags: list[str], state: Path) -> dict:
+def _run_probe(python: str, cwd: Path, python_flags: list[str], state: Path) -> dict:
     config = {
         "store": f"sqlite:///{state}",
         "rules": [
@@ -166,7 +182,7 @@ def _run_probe(cwd: Path, python_flags: list[str], state: Path) -> dict:
         ],
     }
     result = subprocess.run(
-        [sys.executable, *python_flags, "-c", PROBE, str(cwd), *map(str, _upload_events())],
+        [python, *python_flags, "-c", PROBE, *map(str, _upload_events())],
         cwd=cwd, capture_output=True, text=True, timeout=300,
         env={"PREWARM_CONFIG": json.dumps(config), "PREWARM_LOG_LEVEL": "WARNING", "PATH": "/usr/bin:/bin"},
     )
@@ -174,36 +190,30 @@ def _run_probe(cwd: Path, python_flags: list[str], state: Path) -> dict:
     return json.loads(result.stdout)
 
 
-@pytest.mark.slow
-def test_the_package_alone_runs_the_demo_uploads_like_the_checkout(tmp_path):
-    """Built for this interpreter's CPython (binary wheels must match it), with the optional DynamoDB SDK."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    package, printed = _build(tmp_path, "--python", version, "--with", "dynamodb")
-    assert f"for CPython {version}" in printed and "boto3" in printed
-    unpacked = tmp_path / "code"
-    unpacked.mkdir()
-    with zipfile.ZipFile(package) as archive:
-        archive.extractall(unpacked)
-
-    alone = _run_probe(unpacked, ["-S", "-E"], tmp_path / "alone.db")
+def _assert_runs_alone_like_the_checkout(python: str, unpacked: Path, tmp_path: Path) -> None:
+    """Only the unpacked folder and the standard library: -S (no site-packages), -E (no PYTHONPATH)."""
+    alone = _run_probe(python, unpacked, ["-S", "-E"], tmp_path / "alone.db")
     assert not any("site-packages" in entry or "dist-packages" in entry for entry in alone["path"]), alone["path"]
     assert alone["flush"] is True
     for name, file in alone["sdk_files"].items():
         assert Path(file).resolve().is_relative_to(unpacked.resolve()), f"{name} came from {file}"
 
-    checkout = _run_probe(ROOT, [], tmp_path / "checkout.db")
+    checkout = _run_probe(sys.executable, ROOT, [], tmp_path / "checkout.db")
     assert alone["reports"] == checkout["reports"]
     assert sum(report["added"] for report in alone["reports"].values()) > 0
     assert all(report["records"] > 0 for report in alone["reports"].values())
 
 
 @pytest.mark.slow
-def test_the_default_package_is_for_fc_python310_and_holds_only_what_runs(tmp_path):
+def test_the_fc_python310_package_alone_runs_the_demo_uploads_and_holds_only_what_runs(tmp_path):
+    """The default build, run by a CPython 3.10 like FC's python3.10 runtime (skipped without one)."""
+    python = _runtime_python_or_skip(FC_RUNTIME_PYTHON)
     package, printed = _build(tmp_path)
-    names = zipfile.ZipFile(package).namelist()
     assert "for CPython 3.10 on manylinux2014_x86_64" in printed
     assert f"{package.stat().st_size / 1e6:.1f} MB" in printed
+    _assert_runs_alone_like_the_checkout(python, _unpack(package, tmp_path / "code"), tmp_path)
 
+    names = zipfile.ZipFile(package).namelist()
     handler_files = {n for n in names if n.startswith("handler/")}
     checkout = {p.relative_to(ROOT).as_posix() for p in (ROOT / "handler").rglob("*.py")}
     assert handler_files == {n for n in checkout if not n.startswith("handler/local/")}
@@ -212,8 +222,39 @@ def test_the_default_package_is_for_fc_python310_and_holds_only_what_runs(tmp_pa
 
     distributions = {n.split("/")[0].split("-")[0].lower() for n in names if ".dist-info/" in n}
     assert {"requests", "aliyun_fc2", "tablestore"} <= distributions
+    assert "async_timeout" in distributions  # aiohttp needs it below Python 3.11 only
     assert "boto3" not in distributions  # only with --with dynamodb
     (tablestore,) = {n.split("/")[0] for n in names if n.startswith("tablestore-") and ".dist-info/" in n}
     assert tablestore.startswith(("tablestore-6.2.", "tablestore-6.3.")), "the pin of pyproject's extra, not FC's 5.4.1"
     linux_extensions = [n for n in names if n.endswith("-x86_64-linux-gnu.so")]
     assert linux_extensions and all(".cpython-310-" in n for n in linux_extensions)
+
+
+@pytest.mark.slow
+def test_a_package_for_this_python_with_dynamodb_alone_runs_the_demo_uploads(tmp_path):
+    """Needs no other interpreter: built for the one running the tests, with the optional boto3."""
+    package, printed = _build(tmp_path, "--python", THIS_PYTHON, "--with", "dynamodb")
+    assert f"for CPython {THIS_PYTHON}" in printed and "boto3" in printed
+    unpacked = _unpack(package, tmp_path / "code")
+    assert (unpacked / "boto3").is_dir()
+    _assert_runs_alone_like_the_checkout(sys.executable, unpacked, tmp_path)
+
+
+@pytest.mark.slow
+def test_bytecode_is_shipped_compiled_for_the_runtime_and_used_as_is(tmp_path):
+    """FC's code folder is read-only: the .pyc files in the zip are what saves compiling on each cold start."""
+    package, printed = _build(tmp_path, "--python", THIS_PYTHON, "--bytecode")
+    tag = sys.implementation.cache_tag
+    assert f"with {tag} bytecode" in printed
+    names = set(zipfile.ZipFile(package).namelist())
+    assert f"handler/__pycache__/entry.{tag}.pyc" in names
+    assert not any("/local/" in n for n in names if n.startswith("handler/"))
+    unpacked = _unpack(package, tmp_path / "code")
+    # Unchecked-hash bytecode is used without looking at the source: a broken source proves it.
+    with open(unpacked / "handler" / "entry.py", "a", encoding="utf-8") as source:
+        source.write("\nraise SystemExit('the source was compiled instead of using the shipped bytecode')\n")
+    probe = "import handler.entry as e; print(e.upload.__code__.co_filename)"
+    result = subprocess.run([sys.executable, "-S", "-E", "-B", "-c", probe], cwd=unpacked,
+                            capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Path(result.stdout.strip()) == unpacked / "handler" / "entry.py"
