@@ -54,7 +54,7 @@ def runtime_requirements(extras: tuple[str, ...]) -> list[str]:
 
 
 def runtime_python(python_version: str, explicit: str | None = None) -> str:
-    """An interpreter of the FC runtime's Python version: this one, `explicit`, or pythonX.Y on PATH.
+    """An interpreter of the FC runtime's Python version: `explicit`, this one, or one found on the machine.
 
     pip evaluates dependencies' environment markers (`async-timeout; python_version < "3.11"`,
     needed by aiohttp, which tablestore imports) with the Python it runs under, whatever
@@ -62,18 +62,31 @@ def runtime_python(python_version: str, explicit: str | None = None) -> str:
     """
     if explicit is None and f"{sys.version_info.major}.{sys.version_info.minor}" == python_version:
         return sys.executable
-    candidate = explicit or shutil.which(f"python{python_version}")
-    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
-    found = None
-    if candidate:
-        result = subprocess.run([candidate, "-c", probe], capture_output=True, text=True)
-        found = result.stdout.strip() if result.returncode == 0 else None
-    if found != python_version:
-        raise SystemExit(
-            f"function_zip: needs a Python {python_version} interpreter (python{python_version} on PATH, or "
-            f"--runtime-python PATH) to resolve the dependencies as that runtime sees them"
-        )
-    return candidate
+    for candidate in [explicit] if explicit else _installed_pythons(python_version):
+        if _version_of(candidate) == python_version:
+            return candidate
+    raise SystemExit(
+        f"function_zip: needs a Python {python_version} interpreter (python{python_version} on PATH, "
+        f"or --runtime-python PATH) to resolve the dependencies as that runtime sees them"
+    )
+
+
+def _installed_pythons(version: str) -> list[str]:
+    """pythonX.Y on PATH, then the ones pyenv and uv keep (a pyenv shim fails unless its version is active)."""
+    found = [shutil.which(f"python{version}")]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found += sorted(str(p) for p in pyenv_root.glob(f"versions/{version}.*/bin/python{version}"))
+    found += sorted(str(p) for p in (Path.home() / ".local/share/uv/python").glob(f"cpython-{version}.*/bin/python{version}"))
+    return [candidate for candidate in found if candidate]
+
+
+def _version_of(python: str) -> str | None:
+    try:
+        result = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def install_wheels(requirements: list[str], target: Path, python: str, python_version: str, cache: Path) -> None:
