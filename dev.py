@@ -4,6 +4,7 @@
     python3 dev.py demo   # the main job, locally: local CDN API double + SQLite, events/ replayed
     python3 dev.py test   # every test (installs test tools and the DynamoDB emulator first)
     python3 dev.py bench  # the benchmark table
+    python3 dev.py package [--python 3.12] [--with dynamodb]  # dist/oss-cdn-prewarm.zip for FC
 
 Everything is installed into .venv at the repository root; a step is redone only
 when the file it depends on (pyproject.toml, package-lock.json) has changed.
@@ -81,6 +82,9 @@ def main(argv: list[str]) -> int:
         ensure_venv("test")
         ensure_node_modules()
         return subprocess.call([str(PYTHON), "-m", "bench", *rest], cwd=ROOT)
+    if command == "package":
+        ensure_venv("demo")  # the project's installed metadata holds the pins function_zip reads
+        return subprocess.call([str(PYTHON), "-m", "function_zip", *rest], cwd=ROOT)
     print(__doc__)
     return 0 if command in ("help", "-h", "--help") else 2
 

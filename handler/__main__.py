@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from .destination import original_event
 from .events import is_timer_event, parse_event
 from .planning import parse_instant, quota_day, quota_grant
 from .ports import PREFETCH, REFRESH, StoreError
@@ -129,7 +130,7 @@ def _upload_records(name: str, include_append: bool) -> tuple[list["ObjectRecord
     A file with no readable payload (not UTF-8, not JSON, no event structure) is bad input:
     CliError, and the caller goes on with the other files. A Timer event is well-formed, and skipped.
     """
-    payload = _read_input(name)
+    payload = original_event(_read_input(name))  # a failed-invocation record from the MNS queue replays its event
     parsed = parse_event(payload, include_append=include_append)
     for skipped in parsed.skipped:
         if skipped.index is None and not is_timer_event(payload):  # the payload as a whole is unreadable
@@ -363,7 +364,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = command("ingest", "run the upload path over event files")
-    p.add_argument("files", nargs="+", metavar="FILE", help="event payload files, or - for stdin")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="event payload files (or FC async-failure records), or - for stdin")
     p.set_defaults(run=_cmd_ingest)
 
     p = command("flush", "push closed windows within the quota")

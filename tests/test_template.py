@@ -1,18 +1,26 @@
-"""template.yml deploys what the code is: real handlers, environment the code reads, least privilege."""
+"""template.yml deploys what the code is: real handlers, environment the code reads, least privilege, one config."""
 
 import importlib
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from deployment_facts import (
+    LOGS_ACTION,
+    MNS_DESTINATION_ACTION,
+    code_api_actions,
+    load_template,
+    policy_actions,
+    resolve_template,
+)
 
+import function_zip
 from handler.settings import parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = yaml.safe_load((ROOT / "template.yml").read_text(encoding="utf-8"))
+TEMPLATE = load_template()
+PARAMETERS = TEMPLATE["Parameters"]
 
 
 def _resources_of(type_name):
@@ -26,11 +34,12 @@ def _resources_of(type_name):
     return found
 
 
-FUNCTIONS = _resources_of("Aliyun::Serverless::Function")
-SERVICE = next(iter(_resources_of("Aliyun::Serverless::Service").values()))
+FUNCTIONS = {name: resolve_template(f, PARAMETERS) for name, f in _resources_of("Aliyun::Serverless::Function").items()}
+SERVICE_NAME, SERVICE = next(iter(_resources_of("Aliyun::Serverless::Service").items()))
+SERVICE = resolve_template(SERVICE, PARAMETERS)
 
 
-def _code_reads_env(name):
+def code_reads_env(name):
     """The name is a string literal in a handler module that reads the environment."""
     literal = re.compile(rf"""["']{re.escape(name)}["']""")
     for path in (ROOT / "handler").rglob("*.py"):
@@ -48,16 +57,18 @@ def test_the_template_declares_an_upload_and_a_flush_function():
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
-def test_each_handler_resolves_to_a_callable_under_its_code_uri(name, monkeypatch):
-    props = FUNCTIONS[name]["Properties"]
-    code_dir = (ROOT / props["CodeUri"]).resolve()
-    module_name, _, attr = props["Handler"].rpartition(".")
-    monkeypatch.syspath_prepend(str(code_dir))
-    for loaded in [m for m in sys.modules if m == "handler" or m.startswith("handler.")]:
-        monkeypatch.delitem(sys.modules, loaded)
+def test_the_code_is_the_package_dev_py_builds(name):
+    code_uri = FUNCTIONS[name]["Properties"]["CodeUri"]
+    assert (ROOT / code_uri).resolve() == function_zip.DIST
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_each_handler_resolves_to_a_callable_that_the_package_ships(name):
+    module_name, _, attr = FUNCTIONS[name]["Properties"]["Handler"].rpartition(".")
     module = importlib.import_module(module_name)
-    assert Path(module.__file__).resolve().is_relative_to(code_dir)
     assert callable(getattr(module, attr))
+    shipped_as = Path(module.__file__).resolve().relative_to(ROOT).as_posix()
+    assert not function_zip._skipped(shipped_as), f"{shipped_as} is left out of the package"
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
@@ -65,31 +76,64 @@ def test_every_environment_variable_set_is_one_the_code_reads(name):
     variables = FUNCTIONS[name]["Properties"].get("EnvironmentVariables", {})
     assert variables, "the functions are configured through the environment"
     for variable in variables:
-        assert _code_reads_env(variable), f"{variable} is set by template.yml but read nowhere in handler/"
+        assert code_reads_env(variable), f"{variable} is set by template.yml but read nowhere in handler/"
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
-def test_the_embedded_config_is_valid(name):
-    settings = parse_settings(json.loads(FUNCTIONS[name]["Properties"]["EnvironmentVariables"]["PREWARM_CONFIG"]))
-    assert settings.store.startswith("tablestore://"), "production defaults to Tablestore"
+def test_both_functions_get_one_configuration_built_from_the_parameters():
+    raw = load_template()["Resources"][SERVICE_NAME]
+    assert raw["upload"]["Properties"]["EnvironmentVariables"] is raw["flush"]["Properties"]["EnvironmentVariables"]
+    config = json.loads(FUNCTIONS["upload"]["Properties"]["EnvironmentVariables"]["PREWARM_CONFIG"])
+    settings = parse_settings(config)
+    assert settings.store == (
+        "tablestore://cdnprewarm/prewarm_state?endpoint=https://cdnprewarm.cn-hangzhou.ots-internal.aliyuncs.com"
+    )
+    assert settings.rules[0].bucket == PARAMETERS["BucketName"]["Default"]
+    assert list(settings.rules[0].domains) == json.loads(PARAMETERS["CdnDomains"]["Default"])
+    assert settings.cdn.daily_quota == PARAMETERS["DailyQuota"]["Default"]
+    assert settings.cdn.quota_reserve == PARAMETERS["QuotaReserve"]["Default"]
+    target = settings.flush_function
+    assert (target.service, target.function) == (SERVICE_NAME, "flush")
 
 
-def test_triggers_oss_uploads_and_a_timer_every_minute():
-    events = {
-        trigger["Type"]: trigger["Properties"]
-        for function in FUNCTIONS.values()
-        for trigger in function.get("Events", {}).values()
-    }
-    assert events["OSS"]["Events"] == ["oss:ObjectCreated:*"]
-    assert set(events["OSS"]["Filter"]["Key"]) == {"Prefix", "Suffix"}
-    assert events["Timer"]["CronExpression"] == "0 */1 * * * *"
-    assert events["Timer"]["Enable"] is True
+def test_every_parameter_is_used():
+    text = (ROOT / "template.yml").read_text(encoding="utf-8")
+    body = text[text.index("Resources:"):]
+    for name in PARAMETERS:
+        assert f"${{{name}}}" in body or f"Ref: {name}" in body, f"parameter {name} is declared but not used"
 
 
-def test_the_role_allows_only_the_cdn_actions_the_client_calls():
+def test_triggers_oss_uploads_and_deletes_and_a_timer_every_minute():
+    upload_events = FUNCTIONS["upload"]["Events"]
+    (oss,) = [t["Properties"] for t in upload_events.values() if t["Type"] == "OSS"]
+    assert oss["Events"] == ["oss:ObjectCreated:*", "oss:ObjectRemoved:DeleteObject", "oss:ObjectRemoved:DeleteObjects"]
+    assert oss["BucketName"] == PARAMETERS["BucketName"]["Default"]
+    assert set(oss["Filter"]["Key"]) == {"Prefix", "Suffix"}
+    (timer,) = [t["Properties"] for t in FUNCTIONS["flush"]["Events"].values() if t["Type"] == "Timer"]
+    assert timer["CronExpression"] == "0 */1 * * * *"
+    assert timer["Enable"] is True
+
+
+def test_failed_uploads_go_to_an_mns_queue_after_bounded_retries():
+    config = FUNCTIONS["upload"]["Properties"]["AsyncConfiguration"]
+    assert 0 <= config["MaxAsyncRetryAttempts"] <= 8
+    assert 1 <= config["MaxAsyncEventAgeInSeconds"] <= 604800
+    assert re.fullmatch(r"acs:mns:cn-hangzhou:\d+:/queues/[\w-]+/messages", config["Destination"]["OnFailure"])
+
+
+def test_the_role_allows_exactly_the_api_actions_the_code_calls():
+    """Derived from the code. Fails while the role grants an action no code calls, or misses one it does."""
     statements = SERVICE["Properties"]["Policies"][0]["Statement"]
-    actions = {action for statement in statements for action in statement["Action"]}
-    cdn_actions = {a for a in actions if a.startswith("cdn:")}
-    assert cdn_actions == {"cdn:PushObjectCache", "cdn:DescribeRefreshQuota", "cdn:DescribeRefreshTaskById"}
-    assert "*" not in actions and not any(a.endswith(":*") for a in actions)
+    granted = policy_actions(statements)
+    assert "*" not in granted and not any(a.endswith(":*") for a in granted)
+    platform = {LOGS_ACTION, MNS_DESTINATION_ACTION}
+    assert granted - platform == code_api_actions(flush_on_full=True)
     assert SERVICE["Properties"]["LogConfig"]["Logstore"]
+
+
+def test_each_statement_is_scoped_to_its_resource():
+    for statement in SERVICE["Properties"]["Policies"][0]["Statement"]:
+        services = {action.split(":")[0] for action in statement["Action"]}
+        assert len(services) == 1
+        (service,) = services
+        if service != "cdn":  # the CDN API's prefetch and quota actions have no resource-level scope
+            assert statement["Resource"].startswith(f"acs:{service}:cn-hangzhou:"), statement
