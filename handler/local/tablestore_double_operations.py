@@ -54,7 +54,11 @@ def _consumed(message: Any, read: int = 0, write: int = 0) -> None:
 
 def _refuse_unmodelled_read(request: Any) -> None:
     for name in ("time_range", "start_column", "end_column", "token", "transaction_id"):
-        if request.HasField(name):
+        descriptor = request.DESCRIPTOR.fields_by_name.get(name)
+        if descriptor is None:
+            continue
+        present = len(getattr(request, name)) if descriptor.label == descriptor.LABEL_REPEATED else request.HasField(name)
+        if present:
             raise not_modelled(f"{name} on a read")
     if request.HasField("max_versions") and request.max_versions < 1:
         raise invalid("max_versions must be positive")
@@ -256,8 +260,6 @@ class Instance:
         response = pb.BatchGetRowResponse()
         for wanted in request.tables:
             _refuse_unmodelled_read(wanted)
-            if len(wanted.token):
-                raise not_modelled("tokens on BatchGetRow")
             column_filter = parse_filter(wanted.filter)
             answer = response.tables.add()
             answer.table_name = wanted.table_name
