@@ -100,6 +100,16 @@ class Instance:
             raise ServiceError("OTSTableNotReady")
         return table
 
+    def _batch_tables(self, names: list[str]) -> dict[str, Table]:
+        """The tables a batch names. Per-row errors are documented for conditions; what the service
+        answers for a missing table inside a batch is not, so that is refused as not modelled."""
+        tables = {}
+        for name in names:
+            if name not in self.tables:
+                raise not_modelled(f"a batch naming a missing table ({name!r})")
+            tables[name] = self._table(name)  # a table not ready yet fails the whole batch (the SDK retries it)
+        return tables
+
     def _condition(self, condition: Any) -> tuple[int, ColumnCondition | None]:
         return condition.row_existence, parse_filter(condition.column_condition)
 
@@ -257,6 +267,7 @@ class Instance:
         request = _parse(pb.BatchGetRowRequest, body)
         if sum(len(t.primary_key) for t in request.tables) > MAX_BATCH_GET_ROWS:
             raise invalid(f"The number of rows in BatchGetRow exceeds the limit: {MAX_BATCH_GET_ROWS}.")
+        tables = self._batch_tables([t.table_name for t in request.tables])
         response = pb.BatchGetRowResponse()
         for wanted in request.tables:
             _refuse_unmodelled_read(wanted)
@@ -265,8 +276,8 @@ class Instance:
             answer.table_name = wanted.table_name
             for pk_bytes in wanted.primary_key:
                 item = answer.rows.add()
-                try:  # errors are per row: a missing or unready table fails each of its rows
-                    table = self._table(wanted.table_name)
+                try:  # errors are per row
+                    table = tables[wanted.table_name]
                     key = table.key_of(_row(pk_bytes, "primary_key").primary_key)
                     stored = table.rows.get(key)
                     seen = stored and table.visible(stored, self._columns_to_get(wanted), column_filter)
@@ -299,6 +310,7 @@ class Instance:
                 if identity in seen_keys:
                     raise invalid("Duplicated primary key in one BatchWriteRow request.")
                 seen_keys.add(identity)
+        tables = self._batch_tables([t.table_name for t in request.tables])
         kinds = {pb.PUT: "PUT", pb.UPDATE: "UPDATE", pb.DELETE: "DELETE"}
         response = pb.BatchWriteRowResponse()
         for table_rows in request.tables:
@@ -307,7 +319,7 @@ class Instance:
             for item in table_rows.rows:
                 result = answer.rows.add()
                 try:
-                    row = self._write(self._table(table_rows.table_name), kinds[item.type], item.row_change,
+                    row = self._write(tables[table_rows.table_name], kinds[item.type], item.row_change,
                                       item.condition)
                     result.is_ok = True
                     _consumed(result, write=1)

@@ -354,3 +354,52 @@ def test_an_int_beyond_int64_never_reaches_the_wire(client, table, tablestore_do
     with pytest.raises(struct.error):
         client.update_row(table, Row([("pk", "a"), ("sk", 1)], {"INCREMENT": [("v", -(2**63) - 1)]}), Condition(IGNORE))
     assert tablestore_double.calls() == 0
+
+
+# -- races ------------------------------------------------------------------------------------
+
+
+def test_racing_conditional_writes_are_atomic(make_ots_client, table):
+    """Compare-and-set from 6 threads, each with its own client: no increment is lost, no create is doubled."""
+    import threading
+
+    pk = [("pk", "counter"), ("sk", 0)]
+    winners: list[int] = []
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        client = make_ots_client(retry_policy=NoRetryPolicy())
+        try:
+            try:
+                client.put_row(table, Row(pk, [("n", 0)]), Condition(NOT_EXIST))
+                winners.append(worker)
+            except OTSServiceError as exc:
+                assert exc.get_error_code() == "OTSConditionCheckFail"
+            done = 0
+            while done < 10:
+                old = _columns(_get(client, table, pk))["n"]
+                try:
+                    client.update_row(table, Row(pk, {"PUT": [("n", old + 1)]}),
+                                      Condition(EXIST, SingleColumnCondition("n", old, ComparatorType.EQUAL)))
+                    done += 1
+                except OTSServiceError as exc:
+                    assert exc.get_error_code() == "OTSConditionCheckFail"
+        except BaseException as exc:  # surfaced below: a thread's assertion must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and len(winners) == 1
+    assert _columns(_get(make_ots_client(), table, pk))["n"] == 60
+
+
+def test_a_batch_naming_a_missing_table_is_refused_as_not_modelled(client, table):
+    request = BatchGetRowRequest()
+    request.add(TableInBatchGetRowItem(table, [[("pk", "p"), ("sk", 0)]], None, None, 1))
+    request.add(TableInBatchGetRowItem("no_such_table", [[("pk", "p"), ("sk", 0)]], None, None, 1))
+    with pytest.raises(OTSServiceError) as excinfo:
+        client.batch_get_row(request)
+    assert "not modelled" in excinfo.value.get_error_message()
