@@ -8,4 +8,5 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 pytest_plugins = [
     "fixtures.cdn_double",
     "fixtures.dynamodb",
+    "fixtures.tablestore",
 ]
