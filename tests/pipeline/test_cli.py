@@ -153,7 +153,7 @@ def test_the_account_refusing_quota_mid_flush_defers_the_rest_to_the_next_day(de
     status = d.cli_json("status", "--now", "2026-11-23T10:00:02Z")
     assert status["pending"] == status["deferred"] == 300 and status["quota_remaining"] == 0
 
-    d.double.set_quota(remain=1000)  # the account's day turns too
+    d.double.set_quota(quota=1000, remain=1000)  # the account's day turns too
     after = d.cli_json("flush", "--now", "2026-11-23T16:00:00Z")
     assert after["pushed"] == 300 and after["quota_day"] == "2026-11-24"
     assert sorted(d.double.pushed_urls) == sorted(f"https://cdn.example.com/{k}" for k in keys)
