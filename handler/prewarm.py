@@ -19,11 +19,11 @@ from .events import ObjectRecord, ObjectRemoved
 from .lifecycle import UrlState
 from .planning import closed_before, next_quota_day_start, quota_day, quota_grant, window_of
 from .ports import (
-    PREFETCH, REFRESH, TASK_COMPLETE, TASK_FAILED, TASK_PRELOAD, TASK_REFRESH, AccountQuota, CdnApi,
+    BACKFILL, PREFETCH, REFRESH, TASK_COMPLETE, TASK_FAILED, TASK_PRELOAD, TASK_REFRESH, AccountQuota, CdnApi,
     CdnCallFailed, Change, Problem, Store, SubmitOutcome, TaskStatus,
 )
 from .settings import Settings
-from .urls import urls_for
+from .urls import priority_for, urls_for
 
 log = logging.getLogger("handler.prewarm")
 
@@ -58,6 +58,8 @@ class FlushReport:
     calls: int = 0  # PushObjectCache calls, retries included
     refresh_calls: int = 0  # RefreshObjectCaches calls, retries included
     deferred: int = 0
+    deferred_to_next_day: int = 0  # of `deferred`: out of quota (or backfill share) for today
+    oldest_waiting_seconds: int = 0  # age of the oldest URL this flush could not push yet
     dead: int = 0
     task_ids: list[str] = field(default_factory=list)
     error: str | None = None  # what stopped the flush early, if anything
@@ -66,8 +68,13 @@ class FlushReport:
         return asdict(self)
 
 
-def ingest(records: Sequence[ObjectRecord], settings: Settings, store: Store, now: float) -> IngestReport:
-    """Turn uploads and deletes into state changes of their URLs, in the window `now` falls in."""
+def ingest(
+    records: Sequence[ObjectRecord], settings: Settings, store: Store, now: float, *, backfill: bool = False
+) -> IngestReport:
+    """Turn uploads and deletes into state changes of their URLs, in the window `now` falls in.
+
+    With `backfill`, the records are existing objects listed by a backfill: URLs the store does not
+    know are queued behind live uploads; known ones are left as they are."""
     report = IngestReport(records=len(records), window=window_of(now, settings.window_seconds))
     steps: dict[str, list[Change]] = {}
     mode = settings.refresh_before_prefetch
@@ -83,9 +90,12 @@ def ingest(records: Sequence[ObjectRecord], settings: Settings, store: Store, no
             for url in mapped.urls:
                 steps.setdefault(url, []).append(partial(lc.removed, url=url, window=report.window, now=now, mode=mode))
             continue
+        arrived = lc.backfilled if backfill else lc.written
+        priority = priority_for(record, settings.rules)
         for url in mapped.urls:
             steps.setdefault(url, []).append(
-                partial(lc.written, url=url, version=record.version, window=report.window, now=now, mode=mode)
+                partial(arrived, url=url, version=record.version, window=report.window, now=now, mode=mode,
+                        priority=priority)
             )
         for url, reason in mapped.refused.items():
             log.error("dead-lettered %s: %s", url[:200], reason)
@@ -177,17 +187,35 @@ class _Flush:
             if not claims:
                 break
             self._check([s for s in claims if s.phase in (lc.REFRESHING, lc.PUSHED)])
+            claims.sort(key=lambda s: (s.backfill, -s.priority, s.window))  # live first, then by priority, oldest
             refreshes = [s for s in claims if s.phase == lc.PENDING and s.refresh]
             pushes = [s for s in claims if s.phase == lc.READY or (s.phase == lc.PENDING and not s.refresh)]
             self._submit(REFRESH, refreshes)
-            self._submit(PREFETCH, pushes)
+            self._submit(PREFETCH, [s for s in pushes if not s.backfill])
+            self._submit(PREFETCH, [s for s in pushes if s.backfill], share=BACKFILL)
+        self._alert_if_backlogged()
         log.info("flush %s", self.report.as_dict())
         return self.report
 
+    def _alert_if_backlogged(self) -> None:
+        """One ERROR line, for a log-based alert, when uploads wait too long or the quota cannot keep up."""
+        report, settings = self.report, self.settings
+        old = report.oldest_waiting_seconds > settings.alert_after_seconds
+        outgrown = report.deferred_to_next_day > settings.cdn.daily_limit
+        if old or outgrown:
+            log.error(
+                "backlog: %d URLs wait for the next quota day, the oldest for %d s (alert_after_seconds %d);"
+                " the daily limit is %d URLs", report.deferred_to_next_day, report.oldest_waiting_seconds,
+                settings.alert_after_seconds, settings.cdn.daily_limit,
+            )
+
     # -- submitting ---------------------------------------------------------------------------
 
-    def _submit(self, counter: str, claims: list[UrlState]) -> None:
-        """Refresh or push claimed URLs in batches under the day's quota; each batch recorded as its call returns."""
+    def _submit(self, counter: str, claims: list[UrlState], share: str | None = None) -> None:
+        """Refresh or push claimed URLs in batches under the day's quota; each batch recorded as its call returns.
+
+        With `share`, the batch must also fit that counter's part of the day (backfill_share of the
+        daily limit), so that a backfill never takes what later live uploads need."""
         if counter == PREFETCH:
             gone = [s for s in claims if s.version is None]  # deleted with nothing left to purge
             self._apply({s.url: partial(lc.forgotten, owner=self.owner, now=self.now) for s in gone})
@@ -199,14 +227,24 @@ class _Flush:
                 why = "quota: the account's daily quota is used up" if counter in self._spent else "flush stopped early"
                 self._release(batch, self._next_day() if counter in self._spent else self.now, why)
                 continue
-            granted = self.store.reserve_quota(counter, self.day, len(batch), self._limit(counter))
+            if share is not None:
+                allowed = self.store.reserve_quota(share, self.day, len(batch), self._share_limit())
+                if allowed < len(batch):
+                    self._release(batch[allowed:], self._next_day(), "quota: today's backfill share is used")
+                    batch = batch[:allowed]
+            granted = self.store.reserve_quota(counter, self.day, len(batch), self._limit(counter)) if batch else 0
             if granted < len(batch):
                 self._release(batch[granted:], self._next_day(), f"quota: today's {_kind(counter)} limit is used")
+                if share is not None:
+                    self.store.release_quota(share, self.day, len(batch) - granted)
                 batch = batch[:granted]
             if batch:
-                self._send(counter, batch)
+                self._send(counter, batch, share)
 
-    def _send(self, counter: str, batch: list[UrlState]) -> None:
+    def _share_limit(self) -> int:
+        return int(self.settings.cdn.daily_limit * self.settings.backfill_share)
+
+    def _send(self, counter: str, batch: list[UrlState], share: str | None = None) -> None:
         urls = [s.url for s in batch]
         outcome = self.cdn.push(urls) if counter == PREFETCH else self.cdn.refresh(urls)
         by_url = {s.url: s for s in batch}
@@ -215,6 +253,8 @@ class _Flush:
         else:
             self.report.refresh_calls += outcome.calls
         self.store.release_quota(counter, self.day, len(outcome.rejected) + len(outcome.unsent))
+        if share is not None:
+            self.store.release_quota(share, self.day, len(outcome.rejected) + len(outcome.unsent))
         changes: dict[str, Change] = {}
         sent_at = outcome.sent_at if outcome.sent_at is not None else self.now
         for url, task_id in outcome.accepted.items():
@@ -356,6 +396,10 @@ class _Flush:
 
     def _release(self, claims: list[UrlState], not_before: float, reason: str) -> None:
         self.report.deferred += len(claims)
+        if claims and not_before > self.now:
+            self.report.deferred_to_next_day += len(claims)
+            oldest = min(s.window for s in claims) * self.settings.window_seconds
+            self.report.oldest_waiting_seconds = max(self.report.oldest_waiting_seconds, int(self.now - oldest))
         self._apply({
             s.url: partial(lc.released, owner=self.owner, not_before=not_before, reason=reason, now=self.now)
             for s in claims
