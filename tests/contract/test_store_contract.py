@@ -323,8 +323,6 @@ def _reserve_in_process(store_url: str, start, results) -> None:
     store.close()
 
 
-# The in-memory Tablestore fake lives in this process only, so processes race on the stores that have a URL.
-@pytest.mark.parametrize("backend", ["sqlite", "dynamodb"], indirect=True)
 def test_racing_processes_never_exceed_the_quota(backend):
     context = multiprocessing.get_context("spawn")
     start, results = context.Event(), context.Queue()
