@@ -16,7 +16,7 @@ import pytest
 
 from handler import lifecycle as lc
 from handler.lifecycle import UrlState
-from handler.ports import PREFETCH, REFRESH
+from handler.ports import PREFETCH, REFRESH, StoreError
 
 T0 = 1_700_000_000.0  # an arbitrary "now"
 W = 28_333_333  # a window id (T0 // 60)
@@ -102,6 +102,42 @@ def test_racing_read_modify_writes_lose_no_update(backend):
 
     _run_threads(4, lambda i: [stores[i].update({url(1): bump}, T0) for _ in range(10)])
     assert store.states([url(1)])[url(1)].failures == 40
+
+
+def _lose_the_answer_of_the_next_record_write(backend, store, request) -> None:
+    """The next URL-record write is applied, and its caller sees it fail: a timed-out write that happened."""
+    if backend.name == "tablestore":  # the double applies the PutRow, then drops the connection unanswered
+        request.getfixturevalue("tablestore_double").inject(operation="PutRow", applied=True, drop=True)
+        return
+    # dynalite injects no faults: the same effect at the adapter's primitive, the write made and then lost.
+    put = store._put_record
+
+    def applied_then_lost(*args):
+        put(*args)
+        store._put_record = put
+        raise StoreError("the answer was lost")
+
+    store._put_record = applied_then_lost
+
+
+@pytest.mark.parametrize("backend", ["dynamodb", "tablestore"], indirect=True)
+def test_a_write_whose_answer_was_lost_is_not_done_twice(backend, request):
+    store = backend.open()
+    upload(store, [url(1)])
+    claim_all(store, owner="me")
+    release = {url(1): partial(lc.released, owner="me", not_before=T0 + 1000, reason="quota", now=T0 + 120)}
+    _lose_the_answer_of_the_next_record_write(backend, store, request)
+    with pytest.raises(StoreError):
+        store.update(release, T0 + 120)
+    if backend.name == "tablestore":
+        (lost,) = [r for r in request.getfixturevalue("tablestore_double").requests("PutRow") if r.fault]
+        assert lost.request["key"][0].startswith("url#")  # the record's write, not a due row's
+    state = store.states([url(1)])[url(1)]
+    assert (state.lease_owner, state.not_before) == (None, T0 + 1000)  # it was applied
+    assert store.update(release, T0 + 120) == {}  # the invocation's retry finds it done
+    assert claim_all(store, now=T0 + 999) == []  # the due row's stale not_before hint does not make it due
+    assert claimed_urls(store, now=T0 + 1000) == [url(1)]
+    assert claimed_urls(store, now=T0 + 1000, owner="other") == []
 
 
 # -- claim ------------------------------------------------------------------------------------
