@@ -29,7 +29,6 @@ SCENARIOS: dict[str, str] = {
     "quota-account-refuses": "Quota: the account answers QuotaExceeded.Refresh mid-flush",
     "races-sqlite": "Races: 8 ingest processes and 3 flusher processes on one SQLite store",
     "races-dynamodb": "Races: 8 ingest processes and 3 flusher processes on DynamoDB (dynalite)",
-    "races-tablestore": "Races: 8 ingest processes and 3 flusher processes on Tablestore (the local double, real SDK)",
     "hostile-events": "Hostile input: property-tested event payloads through the upload function",
     "hostile-client": "Hostile input: property-tested URL lists through the CDN client and batch pusher",
     "hostile-config": "Hostile input: property-tested bad configuration refused at load",
