@@ -2,7 +2,8 @@
 
 Starts the local CDN API double, replays every payload in events/ through the FC
 upload function, flushes through the FC flush function, and prints what reached
-the CDN API. State lives in a fresh SQLite file under .prewarm/.
+the CDN API. State lives in a fresh SQLite file under .prewarm/, or with --store in a
+fresh table of the local Tablestore double (through the real SDK) or of dynalite.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .cdn_double import CdnDouble
+from .demo_stores import STORES, demo_store
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_KEY, DEMO_SECRET = "demo-access-key", "demo-secret-never-printed"
@@ -37,25 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m handler.local.demo", description=__doc__)
     parser.add_argument("--events", default=str(ROOT / "events"), help="folder of event payloads to replay")
     parser.add_argument("--state", default=str(ROOT / ".prewarm" / "demo.db"), help="SQLite file (recreated)")
+    parser.add_argument("--store", choices=STORES, default="sqlite",
+                        help="where the state lives: a SQLite file, dynalite, or the local Tablestore double")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="        %(message)s")
 
-    state = Path(args.state)
-    for leftover in (state, state.with_name(state.name + "-wal"), state.with_name(state.name + "-shm")):
-        leftover.unlink(missing_ok=True)
-
-    with CdnDouble(DEMO_KEY, DEMO_SECRET, DOMAINS) as double:
+    # One key for both doubles, in the variables every adapter reads (handler.credentials).
+    os.environ.update(ALIBABA_CLOUD_ACCESS_KEY_ID=DEMO_KEY, ALIBABA_CLOUD_ACCESS_KEY_SECRET=DEMO_SECRET)
+    os.environ.pop("ALIBABA_CLOUD_SECURITY_TOKEN", None)
+    with CdnDouble(DEMO_KEY, DEMO_SECRET, DOMAINS) as double, \
+            demo_store(args.store, Path(args.state), DEMO_KEY, DEMO_SECRET) as (store_url, where):
         os.environ.update(
-            PREWARM_CONFIG=json.dumps(demo_config(double.base_url, f"sqlite:///{state}")),
-            ALIBABA_CLOUD_ACCESS_KEY_ID=DEMO_KEY,
-            ALIBABA_CLOUD_ACCESS_KEY_SECRET=DEMO_SECRET,
+            PREWARM_CONFIG=json.dumps(demo_config(double.base_url, store_url)),
             PREWARM_LOG_LEVEL="WARNING",  # the demo prints its own summary lines
         )
-        os.environ.pop("ALIBABA_CLOUD_SECURITY_TOKEN", None)
         from .. import entry  # after PREWARM_CONFIG is set: settings are read on first use
 
         print(f"local CDN API double at {double.base_url} (domains: {', '.join(DOMAINS)})")
-        print(f"state: {state}\n")
+        print(f"state: {where}\n")
         for path in sorted(Path(args.events).glob("*.json")):
             payload = path.read_bytes()
             document = json.loads(payload)
