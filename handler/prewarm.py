@@ -92,9 +92,12 @@ def ingest(
             continue
         arrived = lc.backfilled if backfill else lc.written
         priority = priority_for(record, settings.rules)
+        # None is the version of a removed object: an upload without ETag is named by its event's time,
+        # so a redelivery of it is still recognised and any other upload counts as a new version.
+        version = record.version or f"at:{record.event_time or now}"
         for url in mapped.urls:
             steps.setdefault(url, []).append(
-                partial(arrived, url=url, version=record.version, window=report.window, now=now, mode=mode,
+                partial(arrived, url=url, version=version, window=report.window, now=now, mode=mode,
                         priority=priority)
             )
         for url, reason in mapped.refused.items():
@@ -113,7 +116,7 @@ def ingest(
             report.cancelled += 1
         elif new.phase == lc.DEAD and (old is None or old.phase != lc.DEAD):
             report.refused += 1
-        elif new.phase == lc.PENDING and new.version is None:
+        elif new.phase == lc.PENDING and new.version is None and new.refresh and not new.backfill:
             report.purges += old is None or old.version is not None
         elif new.phase == lc.PENDING and (old is None or old.phase in lc.SETTLED or old.phase == lc.PUSHED):
             report.added += 1

@@ -140,8 +140,6 @@ def test_a_write_whose_answer_was_lost_is_not_done_twice(backend, request):
     assert claimed_urls(store, now=T0 + 1000, owner="other") == []
 
 
-@pytest.mark.xfail(strict=True, reason="keyvalue.KeyValueStore: a claim that meets a due row written before its "
-                   "record (an upload in flight) takes it for stale and deletes it; the URL is then never claimed")
 @pytest.mark.parametrize("backend", ["dynamodb", "tablestore"], indirect=True)
 def test_a_claim_between_an_uploads_due_row_and_its_record_does_not_lose_the_url(backend):
     store, claimer = backend.open(), backend.open()

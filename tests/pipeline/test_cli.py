@@ -157,3 +157,34 @@ def test_the_account_refusing_quota_mid_flush_defers_the_rest_to_the_next_day(de
     after = d.cli_json("flush", "--now", "2026-11-23T16:00:00Z")
     assert after["pushed"] == 300 and after["quota_day"] == "2026-11-24"
     assert sorted(d.double.pushed_urls) == sorted(f"https://cdn.example.com/{k}" for k in keys)
+
+
+def test_status_tells_the_accounts_quota_the_next_reset_and_the_oldest_wait(deploy, tmp_path):
+    d = deploy(double={"quota": 500})
+    d.double.set_quota(remain=120)
+    d.double.set_quota(remain=7000, kind="file")
+    d.cli("ingest", "--now", "2026-11-23T10:00:05Z", _write(tmp_path, "e.json", _keys_payload(["a.css", "b.css"])))
+    status = d.cli_json("status", "--now", "2026-11-23T10:30:00Z")
+    assert status["account_preload_remaining"] == 120 == d.double.quota_remaining()
+    assert status["account_refresh_remaining"] == 7000
+    assert status["next_reset"] == "2026-11-23T16:00:00+00:00"  # 00:00 UTC+8
+    assert status["oldest_pending_seconds"] == 1800  # queued in the window that opened at 10:00:00
+    assert status["backlog_days"] == 0.0 and status["pending"] == 2
+    offline = d.cli_json("status", "--offline", "--now", "2026-11-23T10:30:00Z")
+    assert offline["account_preload_remaining"] is None and offline["account_refresh_remaining"] is None
+
+    d.cli("flush", "--now", "2026-11-23T10:31:00Z")
+    after = d.cli_json("status", "--offline", "--now", "2026-11-23T10:31:01Z")
+    assert after["oldest_pending_seconds"] is None and after["pushed"] == 2
+    assert sorted(after["last_task_ids"]) == sorted({r["TaskId"] for r in d.double.model.records()})
+
+
+def test_an_upload_without_an_etag_is_still_pushed(deploy, tmp_path):
+    d = deploy()
+    event = _keys_payload(["no-etag.js"])
+    del event["events"][0]["oss"]["object"]["eTag"]
+    path = _write(tmp_path, "e.json", event)
+    d.cli("ingest", "--now", "2026-11-23T10:00:05Z", path)
+    d.cli("ingest", "--now", "2026-11-23T10:00:06Z", path)  # a redelivery: the same event
+    report = d.cli_json("flush", "--now", "2026-11-23T10:01:00Z")
+    assert report["pushed"] == 1 and d.double.pushed_urls == ["https://cdn.example.com/no-etag.js"]

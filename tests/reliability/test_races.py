@@ -55,14 +55,7 @@ def _tablestore_store(tmp_path, request) -> tuple[str, dict]:
 STORES = {"sqlite": _sqlite_store, "dynamodb": _dynamodb_store, "tablestore": _tablestore_store}
 
 
-# On Tablestore the race loses a few URLs: the shared key-value policy deletes a due row that a claim meets
-# before its record is written (tests/contract: test_a_claim_between_an_uploads_due_row_and_its_record_...).
-# When it passes, add "races-tablestore" to conftest.SCENARIOS and regenerate docs/RELIABILITY.md.
-@pytest.mark.parametrize("store_kind", [
-    pytest.param(kind, marks=pytest.mark.xfail(reason="keyvalue: a claim deletes an in-flight upload's due row"))
-    if kind == "tablestore" else kind
-    for kind in STORES
-])
+@pytest.mark.parametrize("store_kind", list(STORES))
 def test_racing_uploads_and_flushers_push_each_url_once(store_kind, tmp_path, make_cdn_double, request, measurements):
     started = time.monotonic()
     store_url, store_env = STORES[store_kind](tmp_path, request)
