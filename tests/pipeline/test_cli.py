@@ -188,3 +188,24 @@ def test_an_upload_without_an_etag_is_still_pushed(deploy, tmp_path):
     d.cli("ingest", "--now", "2026-11-23T10:00:06Z", path)  # a redelivery: the same event
     report = d.cli_json("flush", "--now", "2026-11-23T10:01:00Z")
     assert report["pushed"] == 1 and d.double.pushed_urls == ["https://cdn.example.com/no-etag.js"]
+
+
+def test_an_idle_flush_makes_no_api_call(deploy):
+    d = deploy()
+    for minute in range(3):
+        report = d.cli_json("flush", "--now", f"2026-11-23T10:0{minute}:00Z")
+        assert report["calls"] == report["refresh_calls"] == 0
+    assert d.double.received == []  # not even DescribeRefreshQuota
+
+
+def test_higher_priority_rules_win_when_quota_is_short(deploy, tmp_path):
+    d = deploy(
+        cdn={"daily_quota": 2},
+        rules=[{"bucket": "my-bucket", "domains": ["cdn.example.com"], "prefix": "bulk/"},
+               {"bucket": "my-bucket", "domains": ["cdn.example.com"], "prefix": "hot/", "priority": 10}],
+    )
+    d.cli("ingest", "--now", "2026-11-23T10:00:05Z", _write(tmp_path, "a.json", _keys_payload(["bulk/1.js", "bulk/2.js"])))
+    d.cli("ingest", "--now", "2026-11-23T10:01:05Z", _write(tmp_path, "b.json", _keys_payload(["hot/1.js", "hot/2.js"])))
+    report = d.cli_json("flush", "--now", "2026-11-23T10:02:00Z")
+    assert report["pushed"] == 2 and report["deferred_to_next_day"] == 2
+    assert sorted(d.double.pushed_urls) == ["https://cdn.example.com/hot/1.js", "https://cdn.example.com/hot/2.js"]
