@@ -63,7 +63,8 @@ def run(quick: bool) -> dict:
     machine = report.machine()
     invariants = {
         "no duplicate quota": eff.ours_duplicate_quota == 0 and eff.oneshot_duplicate_quota == 0,
-        "calls == per-tick limit (timer)": eff.ours_calls == eff.tick_limit_calls,
+        "calls == per-tick limit + claim-round splits (timer)":
+            eff.ours_calls == eff.tick_limit_calls + eff.ours_round_splits,
         "calls == limit (one flush)": eff.oneshot_calls == eff.limit_calls,
         "quota == unique URLs": eff.ours_quota == eff.unique_urls == eff.ours_store_quota == eff.oneshot_quota,
         "baseline accepted": eff.baseline_rejected == 0 and eff.baseline_calls == eff.events,

@@ -62,8 +62,10 @@ def efficiency_rows(e, quick: bool = False) -> tuple[list[Row], list[str]]:
             n(e.ours_calls), n(e.limit_calls), f"+{n(over)} ({ratio(e.ours_calls, e.limit_calls)}; target ==)",
             PASS if over == 0 else OVER),
         Row("calls vs the limit with a push every minute (per-tick limit, from the trace)",
-            n(e.ours_calls), n(e.tick_limit_calls), "target ==",
-            PASS if e.ours_calls == e.tick_limit_calls else FAIL),
+            n(e.ours_calls), n(e.tick_limit_calls),
+            "target ==" + (f" (+{n(e.ours_round_splits)} from claim rounds, see note)" if e.ours_round_splits else ""),
+            PASS if e.ours_calls == e.tick_limit_calls else
+            OVER if e.ours_calls == e.tick_limit_calls + e.ours_round_splits else FAIL),
         Row("calls, same trace, one flush at the end",
             n(e.oneshot_calls), n(e.limit_calls), "target ==",
             PASS if e.oneshot_calls == e.limit_calls else FAIL),
@@ -87,7 +89,14 @@ def efficiency_rows(e, quick: bool = False) -> tuple[list[Row], list[str]]:
             f"URLs. That is the price of pushing each URL within about a minute; {n(e.ours_calls)} equals the "
             f"per-tick limit, and the same trace flushed once needs exactly {n(e.oneshot_calls)} = the limit."
         )
-    notes.append(f"Ours also made {n(e.ours_other_calls)} DescribeRefreshQuota calls (one per flush, to respect PreloadRemain).")
+    if e.ours_round_splits:
+        notes.append(
+            f"{n(e.ours_round_splits)} call(s) over the per-tick limit: a flush claims at most 1,000 URLs per round, "
+            "task checks of earlier pushes included, and sends a round's last partial batch before it claims the "
+            "next, so a busy tick can end two rounds on partial batches. Carrying that batch over would close the gap."
+        )
+    other = ", ".join(f"{n(c)} {a}" for a, c in e.ours_other_by_action.items()) or "none"
+    notes.append(f"Ours also made {other} (the account's quota before a flush sends; task checks of what it pushed).")
     return rows, notes
 
 
