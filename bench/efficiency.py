@@ -215,6 +215,7 @@ def _baseline(trace: Trace, threads: int = 1) -> dict:
     for start in range(0, len(jobs), BASELINE_CALLS_PER_DOUBLE):
         part = _baseline_part(jobs[start : start + BASELINE_CALLS_PER_DOUBLE], threads)
         pushed.extend(part.pop("pushed"))
+        part.pop("other_by_action")
         for name, value in part.items():
             totals[name] += value
     totals["quota"] = len(pushed)
