@@ -2,7 +2,9 @@
 
 Progress goes to stderr; the table to stdout, and to bench/results/ (ignored by git).
 Exit status 1 when a hard invariant breaks (duplicate quota, calls beyond the per-tick
-limit, a heavy import on the upload path, a URL not pushed); timing targets only show
+limit and the claim rounds' partial batches, a heavy import on the upload path, a URL not
+pushed, a stale or cold object left by this project on the overwrite/delete trace, more
+prefetch quota than one push per upload, a write on redelivery); timing targets only show
 in the table.
 """
 
