@@ -179,6 +179,9 @@ class _Flush:
     def run(self, flush_all: bool) -> FlushReport:
         max_window = None if flush_all else closed_before(self.now, self.settings.window_seconds)
         cap = max(self.settings.cdn.max_urls_per_call, 1)
+        # Claimed URLs wait here until a batch is full, so a round's last partial batch does not
+        # cost a call of its own; backfill waits for the end, after every live URL had its turn.
+        waiting: dict[str, list[UrlState]] = {"refresh": [], "live": [], "backfill": []}
         while not self._stopped:
             if self._out_of_time():
                 log.warning("flush out of time; the rest waits for the next flush")
@@ -191,11 +194,16 @@ class _Flush:
                 break
             self._check([s for s in claims if s.phase in (lc.REFRESHING, lc.PUSHED)])
             claims.sort(key=lambda s: (s.backfill, -s.priority, s.window))  # live first, then by priority, oldest
-            refreshes = [s for s in claims if s.phase == lc.PENDING and s.refresh]
-            pushes = [s for s in claims if s.phase == lc.READY or (s.phase == lc.PENDING and not s.refresh)]
-            self._submit(REFRESH, refreshes)
-            self._submit(PREFETCH, [s for s in pushes if not s.backfill])
-            self._submit(PREFETCH, [s for s in pushes if s.backfill], share=BACKFILL)
+            for state in claims:
+                if state.phase == lc.PENDING and state.refresh:
+                    waiting["refresh"].append(state)
+                elif state.phase == lc.READY or state.phase == lc.PENDING:
+                    waiting["backfill" if state.backfill else "live"].append(state)
+            self._submit_full(waiting, "refresh", REFRESH)
+            self._submit_full(waiting, "live", PREFETCH)
+        self._submit(REFRESH, waiting["refresh"])
+        self._submit(PREFETCH, waiting["live"])
+        self._submit(PREFETCH, waiting["backfill"], share=BACKFILL)
         self._alert_if_backlogged()
         log.info("flush %s", self.report.as_dict())
         return self.report
@@ -213,6 +221,14 @@ class _Flush:
             )
 
     # -- submitting ---------------------------------------------------------------------------
+
+    def _submit_full(self, waiting: dict[str, list[UrlState]], key: str, counter: str) -> None:
+        """Submit the full batches waiting under `key`; the rest keeps waiting."""
+        cap = self.settings.cdn.max_urls_per_call if counter == PREFETCH else self.settings.cdn.max_urls_per_refresh
+        full = len(waiting[key]) - len(waiting[key]) % cap
+        if full:
+            self._submit(counter, waiting[key][:full])
+            waiting[key] = waiting[key][full:]
 
     def _submit(self, counter: str, claims: list[UrlState], share: str | None = None) -> None:
         """Refresh or push claimed URLs in batches under the day's quota; each batch recorded as its call returns.
