@@ -209,3 +209,15 @@ def test_higher_priority_rules_win_when_quota_is_short(deploy, tmp_path):
     report = d.cli_json("flush", "--now", "2026-11-23T10:02:00Z")
     assert report["pushed"] == 2 and report["deferred_to_next_day"] == 2
     assert sorted(d.double.pushed_urls) == ["https://cdn.example.com/hot/1.js", "https://cdn.example.com/hot/2.js"]
+
+
+def test_a_backlog_that_outgrows_the_quota_logs_one_error_line_per_flush(deploy, tmp_path):
+    d = deploy(cdn={"daily_quota": 2})
+    keys = [f"k/{i}.js" for i in range(5)]
+    d.cli("ingest", "--now", "2026-11-23T10:00:05Z", _write(tmp_path, "e.json", _keys_payload(keys)))
+    result = d.cli("flush", "--now", "2026-11-23T10:01:00Z")
+    alerts = [line for line in result.stderr.decode().splitlines() if "backlog:" in line]
+    assert len(alerts) == 1 and "3 URLs wait for the next quota day" in alerts[0]
+    assert "the daily limit is 2 URLs" in alerts[0]
+    quiet = d.cli("flush", "--now", "2026-11-23T10:02:00Z")  # nothing due: the deferred wait for tomorrow
+    assert b"backlog:" not in quiet.stderr
