@@ -19,6 +19,7 @@ import random
 import time
 import uuid
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -78,21 +79,26 @@ class KeyValueStore(ABC):
     # -- changing states ----------------------------------------------------------------------
 
     def update(self, changes: Mapping[str, Change], now: float) -> dict[str, UrlState | None]:
-        changed: dict[str, UrlState | None] = {}
-        for url, change in changes.items():
-            for round_ in range(MAX_CAS_ROUNDS):
-                record = self._read_record(url)
-                old = record.state if record is not None else None
-                new = change(old)
-                if new is old:
-                    break
-                if self._write_state(url, record, new, now):
-                    changed[url] = new
-                    break
-                _backoff(round_)
-            else:
-                raise StoreError(f"{self.NAME}: URL record kept changing under update ({keys.url_hash(url)})")
-        return changed
+        # URLs are independent: their reads and writes go out side by side, so an upload of an
+        # object with several CDN domains waits for one URL's round trips, not for all of them.
+        if len(changes) == 1:
+            (url, change), = changes.items()
+            results = [(url, self._update_one(url, change, now))]
+        else:
+            results = list(zip(changes, _pool().map(lambda item: self._update_one(*item, now), changes.items())))
+        return {url: new for url, (changed, new) in results if changed}
+
+    def _update_one(self, url: str, change: Change, now: float) -> tuple[bool, UrlState | None]:
+        for round_ in range(MAX_CAS_ROUNDS):
+            record = self._read_record(url)
+            old = record.state if record is not None else None
+            new = change(old)
+            if new is old:
+                return False, old
+            if self._write_state(url, record, new, now):
+                return True, new
+            _backoff(round_)
+        raise StoreError(f"{self.NAME}: URL record kept changing under update ({keys.url_hash(url)})")
 
     def _write_state(self, url: str, record: StoredRecord | None, new: UrlState | None, now: float) -> bool:
         """Write one transition on condition the record is still `record`; False if it changed meanwhile."""
@@ -318,6 +324,17 @@ def record_from_fields(fields: Mapping[str, Any]) -> StoredRecord:
         state=UrlState.from_fields(dict(fields)), ref=str(fields.get("ref") or ""), rev=str(fields.get("rev") or ""),
         dead_at=int(fields.get("dead_at") or 0),
     )
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads for independent store requests, made on first use and kept for the warm instance."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
+    return _POOL
 
 
 def _backoff(round_: int) -> None:
