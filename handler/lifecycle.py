@@ -255,9 +255,9 @@ def dead(state: UrlState, reason: str, *, now: float, keep_until: float) -> UrlS
 
 def backoff_seconds(url: str, failures: int) -> float:
     """Capped exponential back-off, 60 s doubling to an hour, jittered by the URL so retries spread out."""
-    base = min(BACKOFF_CAP_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(max(failures - 1, 0), 16))
-    import hashlib  # only the flush path backs off; the upload path never pays for OpenSSL
+    import hashlib  # only the flush path backs off: the upload path never loads OpenSSL
 
+    base = min(BACKOFF_CAP_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(max(failures - 1, 0), 16))
     jitter = int(hashlib.sha1(f"{url}#{failures}".encode()).hexdigest()[:4], 16) / 0xFFFF  # 0..1
     return base * (0.5 + 0.5 * jitter)
 
