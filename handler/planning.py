@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import time
+from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
+QUOTA_TZ = timezone(timedelta(hours=8), "UTC+8")  # Alibaba CDN quotas refill at 00:00:00 UTC+8
 _DAY = 86400
-_QUOTA_OFFSET = 8 * 3600  # Alibaba CDN quotas refill at 00:00:00 UTC+8
+_QUOTA_OFFSET = 8 * 3600
 
 
 def window_of(t: float, window_seconds: int) -> int:
@@ -27,8 +28,7 @@ def closed_before(now: float, window_seconds: int) -> int:
 
 def quota_day(t: float) -> str:
     """The quota day ("YYYY-MM-DD", in UTC+8) that instant t belongs to."""
-    day_index = math.floor((t + _QUOTA_OFFSET) / _DAY)
-    return time.strftime("%Y-%m-%d", time.gmtime(day_index * _DAY))
+    return datetime.fromtimestamp(t, QUOTA_TZ).date().isoformat()
 
 
 def next_quota_day_start(t: float) -> float:
@@ -61,8 +61,6 @@ def quota_grant(wanted: int, used: int, limit: int, account_remain: int | None, 
 
 def parse_instant(text: str) -> float:
     """ISO 8601 date-time ("Z" or an offset; naive means UTC) → epoch seconds; ValueError otherwise."""
-    from datetime import datetime, timezone  # only the CLI and tests parse times
-
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"expected an ISO 8601 time such as 2026-11-23T15:59:59Z, got {text!r}")
     cleaned = text.strip()
