@@ -17,8 +17,7 @@ space and are decoded exactly once; Amazon EventBridge documents no encoding for
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 from urllib.parse import unquote_plus
 
 OBJECT_CREATED = "ObjectCreated:"
@@ -38,8 +37,7 @@ class MalformedEvent(ValueError):
     """A payload or a record lacks what a storage event must have; the message says what."""
 
 
-@dataclass(frozen=True)
-class ObjectWritten:
+class ObjectWritten(NamedTuple):
     """An object that was created or overwritten; `key` is the exact object name, already decoded."""
 
     bucket: str
@@ -58,8 +56,7 @@ class ObjectWritten:
         return self.version_id or self.etag
 
 
-@dataclass(frozen=True)
-class ObjectRemoved:
+class ObjectRemoved(NamedTuple):
     """An object that was deleted (or hidden by a delete marker); `key` is the exact object name."""
 
     bucket: str
@@ -74,18 +71,24 @@ class ObjectRemoved:
 ObjectRecord = ObjectWritten | ObjectRemoved
 
 
-@dataclass(frozen=True)
-class Skipped:
+class Skipped(NamedTuple):
     """A record (or, with index None, the whole payload) that was not used, and why."""
 
     index: int | None  # position in the payload's record list; None: the payload as a whole
     reason: str
 
 
-@dataclass
 class ParsedEvents:
-    records: list[ObjectRecord] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
+    """What `parse_event` made of a payload: the records to use, and the ones skipped with a reason."""
+
+    __slots__ = ("records", "skipped")
+
+    def __init__(self, records: list[ObjectRecord] | None = None, skipped: list[Skipped] | None = None) -> None:
+        self.records: list[ObjectRecord] = [] if records is None else records
+        self.skipped: list[Skipped] = [] if skipped is None else skipped
+
+    def __repr__(self) -> str:
+        return f"ParsedEvents(records={self.records!r}, skipped={self.skipped!r})"
 
 
 class _NotUsed(Exception):

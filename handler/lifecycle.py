@@ -17,8 +17,7 @@ they must stay pure: no clock, no randomness, no I/O. Jitter comes from a hash o
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 PENDING = "pending"  # waiting for its window to close (and for quota): refresh first if `refresh`
 REFRESHING = "refreshing"  # a refresh task was submitted; the prefetch waits for it to complete
@@ -42,8 +41,7 @@ CHECK_FIRST_SECONDS = 60  # first look at a new task: refreshes take about 5 min
 CHECK_CAP_SECONDS = 600
 
 
-@dataclass(frozen=True)
-class UrlState:
+class UrlState(NamedTuple):
     """Everything the store keeps about one URL."""
 
     url: str
@@ -69,17 +67,15 @@ class UrlState:
     def to_fields(self) -> dict[str, object]:
         """Primitive fields for a store row; None and defaults left out."""
         out: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None or (value == f.default and f.name not in ("url", "phase", "window")):
+        for name, value in zip(self._fields, self):
+            if value is None or (name in self._field_defaults and value == self._field_defaults[name]):
                 continue
-            out[f.name] = int(value) if isinstance(value, bool) else value
+            out[name] = int(value) if isinstance(value, bool) else value
         return out
 
     @classmethod
     def from_fields(cls, data: dict) -> "UrlState":
-        known = {f.name: f for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known and v is not None}
+        values = {k: v for k, v in data.items() if k in cls._fields and v is not None}
         for name in ("refresh", "backfill"):
             if name in values:
                 values[name] = bool(values[name])
@@ -136,7 +132,7 @@ def written(
             return state  # a redelivery or an identical re-upload: nothing to do
         # Not pushed yet: coalesce into the one refresh and prefetch, of the newest version. A live
         # upload of a URL a backfill queued makes it live: it goes before the backfill now.
-        return replace(state, version=version, backfill=False, priority=priority, updated_at=now)
+        return state._replace(version=version, backfill=False, priority=priority, updated_at=now)
     # PUSHED, VERIFIED, UNVERIFIED
     if version is not None and version == state.pushed_version and version == state.version:
         return state
@@ -167,7 +163,7 @@ def removed(state: UrlState | None, url: str, *, window: int, now: float, mode: 
     if state.phase == PENDING and not state.refresh and state.lease_owner is None:
         return None  # never pushed: cancelled without spending any quota
     if state.phase in (PENDING, REFRESHING):
-        return replace(state, version=None, updated_at=now)
+        return state._replace(version=None, updated_at=now)
     # PUSHED, VERIFIED, UNVERIFIED: the CDN may hold it
     if mode == NEVER:
         return None
@@ -193,7 +189,7 @@ def leased(state: UrlState | None, owner: str, *, now: float, lease_seconds: flo
     """Take a due URL for one flush; anything not due (or leased to another) is left as it is."""
     if state is None or not state.is_due(now):
         return state
-    return replace(state, lease_owner=owner, lease_until=now + lease_seconds)
+    return state._replace(lease_owner=owner, lease_until=now + lease_seconds)
 
 
 def forgotten(state: UrlState | None, owner: str, *, now: float) -> UrlState | None:
@@ -207,7 +203,7 @@ def _settle(state: UrlState | None, owner: str, now: float) -> bool:
 
 
 def _unleased(state: UrlState, **changes) -> UrlState:
-    return replace(state, lease_owner=None, lease_until=0.0, **changes)
+    return state._replace(lease_owner=None, lease_until=0.0, **changes)
 
 
 def released(state: UrlState | None, owner: str, *, not_before: float, reason: str, now: float) -> UrlState | None:
@@ -260,8 +256,8 @@ def _failed(state: UrlState, reason: str, *, now: float, give_up_after: float) -
     if now - since >= give_up_after:
         return dead(state, f"gave up after {int(now - since)} s of failures: {reason}", now=now, keep_until=now)
     failures = state.failures + 1
-    return replace(
-        state, failing_since=since, failures=failures, not_before=now + backoff_seconds(state.url, failures),
+    return state._replace(
+        failing_since=since, failures=failures, not_before=now + backoff_seconds(state.url, failures),
         reason=f"retry: {reason}", updated_at=now,
     )
 
@@ -274,14 +270,16 @@ def refused(state: UrlState | None, owner: str, reason: str, *, now: float, keep
 
 
 def dead(state: UrlState, reason: str, *, now: float, keep_until: float) -> UrlState:
-    return replace(
-        state, phase=DEAD, lease_owner=None, lease_until=0.0, reason=reason, keep_until=keep_until,
+    return state._replace(
+        phase=DEAD, lease_owner=None, lease_until=0.0, reason=reason, keep_until=keep_until,
         not_before=0.0, updated_at=now,
     )
 
 
 def backoff_seconds(url: str, failures: int) -> float:
     """Capped exponential back-off, 60 s doubling to an hour, jittered by the URL so retries spread out."""
+    import hashlib  # only the flush path backs off: the upload path never loads OpenSSL
+
     base = min(BACKOFF_CAP_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(max(failures - 1, 0), 16))
     jitter = int(hashlib.sha1(f"{url}#{failures}".encode()).hexdigest()[:4], 16) / 0xFFFF  # 0..1
     return base * (0.5 + 0.5 * jitter)

@@ -7,8 +7,8 @@ writes can do atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 if TYPE_CHECKING:
     from .lifecycle import UrlState
@@ -22,16 +22,26 @@ REFRESH = "refresh"  # and the daily URL refresh quota
 BACKFILL = "backfill"  # the part of the prefetch quota spent on backfill (capped by backfill_share)
 
 
-@dataclass(frozen=True)
 class DeadLetter:
-    url: str
-    reason: str
-    window: int
-    at: float  # epoch seconds
+    """A URL given up on, and why; its attributes are its whole content (the CLI prints `vars()` as JSON)."""
+
+    def __init__(self, url: str, reason: str, window: int, at: float) -> None:
+        self.url = url
+        self.reason = reason
+        self.window = window
+        self.at = at  # epoch seconds
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is DeadLetter and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((self.url, self.reason, self.window, self.at))
+
+    def __repr__(self) -> str:
+        return f"DeadLetter(url={self.url!r}, reason={self.reason!r}, window={self.window!r}, at={self.at!r})"
 
 
-@dataclass(frozen=True)
-class StoreCounts:
+class StoreCounts(NamedTuple):
     pending: int  # waiting to be refreshed or pushed (pending and ready), due now or deferred
     deferred: int  # pending, told to wait (quota, back-off) rather than for its window
     refreshing: int  # waiting on a refresh task before their prefetch
@@ -40,7 +50,7 @@ class StoreCounts:
     unverified: int  # prefetch task never seen to end within the API's 3 days
     dead: int  # dead-lettered, inside the remembering horizon
     failed_tasks: int  # URLs whose refresh or prefetch task ended Failed at least once
-    deferred_reasons: Mapping[str, int] = field(default_factory=dict)  # reason (without times) -> URLs
+    deferred_reasons: Mapping[str, int] = MappingProxyType({})  # reason (without times) -> URLs
     oldest_pending_window: int | None = None  # the window of the oldest URL not yet pushed
     last_task_at: float = 0.0  # when the newest refresh or prefetch task was submitted
     last_task_ids: tuple[str, ...] = ()  # the tasks submitted then
@@ -101,8 +111,7 @@ class Problem:
     CONFIG = "config"  # credentials, permissions, account: nothing succeeds until a person fixes it
 
 
-@dataclass(frozen=True)
-class CallProblem:
+class CallProblem(NamedTuple):
     """Why a CDN call did not go through: one of the Problem kinds, with the API's code and message."""
 
     kind: str  # a Problem constant
@@ -121,20 +130,25 @@ class CdnCallFailed(Exception):
         self.problem = problem
 
 
-@dataclass
 class SubmitOutcome:
     """What became of URLs handed to PushObjectCache or RefreshObjectCaches.
 
     Every input URL is in exactly one of accepted, rejected, unsent or ambiguous.
     """
 
-    accepted: dict[str, str] = field(default_factory=dict)  # url -> task id
-    rejected: dict[str, str] = field(default_factory=dict)  # url -> "Code: message", refused for good
-    unsent: list[str] = field(default_factory=list)  # surely not accepted; see `problem`
-    ambiguous: list[str] = field(default_factory=list)  # sent, answer lost: maybe accepted
-    problem: CallProblem | None = None  # what stopped the submission early, if anything
-    calls: int = 0  # API calls made, retries included
-    sent_at: float | None = None  # epoch seconds just before the ambiguous call went out
+    __slots__ = ("accepted", "rejected", "unsent", "ambiguous", "problem", "calls", "sent_at")
+
+    def __init__(self) -> None:
+        self.accepted: dict[str, str] = {}  # url -> task id
+        self.rejected: dict[str, str] = {}  # url -> "Code: message", refused for good
+        self.unsent: list[str] = []  # surely not accepted; see `problem`
+        self.ambiguous: list[str] = []  # sent, answer lost: maybe accepted
+        self.problem: CallProblem | None = None  # what stopped the submission early, if anything
+        self.calls = 0  # API calls made, retries included
+        self.sent_at: float | None = None  # epoch seconds just before the ambiguous call went out
+
+    def __repr__(self) -> str:
+        return "SubmitOutcome(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__) + ")"
 
 
 # Task kinds, as DescribeRefreshTaskById reports ObjectType.
@@ -145,8 +159,7 @@ TASK_COMPLETE = "Complete"
 TASK_FAILED = "Failed"
 
 
-@dataclass(frozen=True)
-class TaskStatus:
+class TaskStatus(NamedTuple):
     """One URL of a prefetch or refresh task, as the API reports it."""
 
     task_id: str
@@ -157,8 +170,7 @@ class TaskStatus:
     description: str = ""  # why it failed, when it did
 
 
-@dataclass(frozen=True)
-class AccountQuota:
+class AccountQuota(NamedTuple):
     """What the account has left today (DescribeRefreshQuota); None where the API did not say."""
 
     preload_remain: int | None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Callable, Sequence
 
@@ -33,39 +32,54 @@ BATCHES_PER_CLAIM = 10
 AMBIGUITY_SETTLE_SECONDS = 120
 
 
-@dataclass
 class IngestReport:
-    records: int = 0
-    urls: int = 0  # URLs the records mapped to, duplicates included
-    added: int = 0  # URLs given new work: a first prefetch, or a refresh and prefetch of a new version
-    purges: int = 0  # deleted URLs queued for a refresh that purges the CDN's copy
-    cancelled: int = 0  # deleted URLs whose prefetch was not sent yet: dropped at no quota
-    refused: int = 0  # dead-lettered at once (cannot be prefetched)
-    unmatched: int = 0  # records no rule applies to
-    window: int = 0
+    __slots__ = ("records", "urls", "added", "purges", "cancelled", "refused", "unmatched", "window")
+
+    def __init__(self, records: int = 0, window: int = 0) -> None:
+        self.records = records
+        self.urls = 0  # URLs the records mapped to, duplicates included
+        self.added = 0  # URLs given new work: a first prefetch, or a refresh and prefetch of a new version
+        self.purges = 0  # deleted URLs queued for a refresh that purges the CDN's copy
+        self.cancelled = 0  # deleted URLs whose prefetch was not sent yet: dropped at no quota
+        self.refused = 0  # dead-lettered at once (cannot be prefetched)
+        self.unmatched = 0  # records no rule applies to
+        self.window = window
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        return f"IngestReport({self.as_dict()})"
 
 
-@dataclass
 class FlushReport:
-    quota_day: str
-    pushed: int = 0  # URLs whose prefetch the API accepted
-    refreshed: int = 0  # URLs whose refresh the API accepted
-    verified: int = 0  # prefetch tasks seen to complete
-    resolved: int = 0  # calls whose answer was lost, settled by a task lookup
-    calls: int = 0  # PushObjectCache calls, retries included
-    refresh_calls: int = 0  # RefreshObjectCaches calls, retries included
-    deferred: int = 0
-    deferred_to_next_day: int = 0  # of `deferred`: out of quota (or backfill share) for today
-    oldest_waiting_seconds: int = 0  # age of the oldest URL this flush could not push yet
-    dead: int = 0
-    task_ids: list[str] = field(default_factory=list)
-    error: str | None = None  # what stopped the flush early, if anything
+    __slots__ = (
+        "quota_day", "pushed", "refreshed", "verified", "resolved", "calls", "refresh_calls", "deferred",
+        "deferred_to_next_day", "oldest_waiting_seconds", "dead", "task_ids", "error",
+    )
+
+    def __init__(self, quota_day: str) -> None:
+        self.quota_day = quota_day
+        self.pushed = 0  # URLs whose prefetch the API accepted
+        self.refreshed = 0  # URLs whose refresh the API accepted
+        self.verified = 0  # prefetch tasks seen to complete
+        self.resolved = 0  # calls whose answer was lost, settled by a task lookup
+        self.calls = 0  # PushObjectCache calls, retries included
+        self.refresh_calls = 0  # RefreshObjectCaches calls, retries included
+        self.deferred = 0
+        self.deferred_to_next_day = 0  # of `deferred`: out of quota (or backfill share) for today
+        self.oldest_waiting_seconds = 0  # age of the oldest URL this flush could not push yet
+        self.dead = 0
+        self.task_ids: list[str] = []
+        self.error: str | None = None  # what stopped the flush early, if anything
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = {name: getattr(self, name) for name in self.__slots__}
+        out["task_ids"] = list(self.task_ids)
+        return out
+
+    def __repr__(self) -> str:
+        return f"FlushReport({self.as_dict()})"
 
 
 def ingest(

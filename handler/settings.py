@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 from urllib.parse import urlsplit
 
 CONFIG_ENV = "PREWARM_CONFIG"  # a path to a YAML/JSON file, or inline JSON
@@ -25,8 +24,7 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message is one line a person can act on."""
 
 
-@dataclass(frozen=True)
-class CdnSettings:
+class CdnSettings(NamedTuple):
     endpoint: str = DEFAULT_ENDPOINT
     version: str = "2018-05-10"
     signature: str = "v3"
@@ -49,8 +47,7 @@ class CdnSettings:
         return self.daily_quota - self.quota_reserve
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     bucket: str
     domains: tuple[str, ...]
     scheme: str = "https"
@@ -62,8 +59,7 @@ class Rule:
     priority: int = 0  # higher is pushed first when quota is short
 
 
-@dataclass(frozen=True)
-class FlushFunction:
+class FlushFunction(NamedTuple):
     """The flush function that the upload function invokes asynchronously when a window is full."""
 
     service: str
@@ -72,12 +68,11 @@ class FlushFunction:
     endpoint: str | None = None  # default: https://{account}.{region}-internal.fc.aliyuncs.com
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     rules: tuple[Rule, ...]
     window_seconds: int = 60
     store: str = DEFAULT_STORE
-    cdn: CdnSettings = field(default_factory=CdnSettings)
+    cdn: CdnSettings = CdnSettings()
     lease_seconds: int = 300
     # How long a URL's version is remembered: cover the CDN's longest cache time, or an overwrite
     # after it is not recognised as one (and the CDN keeps serving the old copy).

@@ -8,9 +8,8 @@ key are never altered: "a//b" stays "a//b", a leading "/" stays (S3 allows it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Sequence
+from typing import NamedTuple, Sequence
 from urllib.parse import quote
 
 from .events import ObjectRecord
@@ -20,12 +19,11 @@ MAX_URL_LENGTH = 1024  # PushObjectCache refuses longer URLs
 _PRINTABLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))  # no space, no control characters
 
 
-@dataclass
-class MappedUrls:
+class MappedUrls(NamedTuple):
     """The URLs to prefetch for one record, and those that cannot be prefetched (url → reason)."""
 
-    urls: list[str] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)
+    urls: list[str]
+    refused: dict[str, str]
 
 
 def encode_path(path: str) -> str:

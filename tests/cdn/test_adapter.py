@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import replace
 
 import pytest
 import requests
@@ -45,7 +44,7 @@ class FakeClock:
 
 
 def make_adapter(endpoint: str, *, session=None, clock=time.time, secret: str = SK, **overrides) -> CdnAdapter:
-    cdn = replace(CdnSettings(endpoint=endpoint, max_retries=2, read_timeout=5.0), **overrides)
+    cdn = CdnSettings(endpoint=endpoint, max_retries=2, read_timeout=5.0)._replace(**overrides)
     fake = FakeClock()
     client = CdnClient(
         Credentials(AK, secret), cdn, session=session, sleep=fake.sleep, monotonic=fake.monotonic, clock=clock

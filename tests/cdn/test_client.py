@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,7 +57,7 @@ def refused_endpoint():
 
 def offline_client(endpoint: str, clock: FakeClock | None = None, random=lambda: 1.0, **overrides) -> CdnClient:
     clock = clock or FakeClock()
-    settings = replace(CdnSettings(endpoint=endpoint, connect_timeout=1.0, read_timeout=1.0), **overrides)
+    settings = CdnSettings(endpoint=endpoint, connect_timeout=1.0, read_timeout=1.0)._replace(**overrides)
     return CdnClient(
         Credentials("test-ak", SECRET, TOKEN), settings, sleep=clock.sleep, monotonic=clock.monotonic, random=random
     )
@@ -320,9 +319,9 @@ SIGNATURES = ["v3", "v2"]
 
 def http_client(double, signature="v3", secret=SECRET, token=None, clock=None, **overrides) -> CdnClient:
     clock = clock or FakeClock()
-    settings = replace(
-        CdnSettings(endpoint=double.base_url, signature=signature, read_timeout=5.0, max_retries=3), **overrides
-    )
+    settings = CdnSettings(
+        endpoint=double.base_url, signature=signature, read_timeout=5.0, max_retries=3
+    )._replace(**overrides)
     return CdnClient(
         Credentials(AK, secret, token), settings, sleep=clock.sleep, monotonic=clock.monotonic, random=lambda: 0.5
     )

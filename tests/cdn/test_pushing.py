@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
@@ -31,7 +30,7 @@ class FakeClock:
 
 
 def make_pusher(endpoint: str, secret: str = SK, **overrides) -> CdnAdapter:
-    cdn = replace(CdnSettings(endpoint=endpoint, max_retries=2, read_timeout=5.0), **overrides)
+    cdn = CdnSettings(endpoint=endpoint, max_retries=2, read_timeout=5.0)._replace(**overrides)
     clock = FakeClock()
     client = CdnClient(Credentials(AK, secret), cdn, sleep=clock.sleep, monotonic=clock.monotonic)
     return CdnAdapter(client, cdn)

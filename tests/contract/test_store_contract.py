@@ -9,7 +9,6 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections import Counter
-from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -98,7 +97,7 @@ def test_racing_read_modify_writes_lose_no_update(backend):
     stores = [backend.open() for _ in range(4)]
 
     def bump(state):
-        return replace(state, failures=state.failures + 1)
+        return state._replace(failures=state.failures + 1)
 
     _run_threads(4, lambda i: [stores[i].update({url(1): bump}, T0) for _ in range(10)])
     assert store.states([url(1)])[url(1)].failures == 40
