@@ -31,6 +31,8 @@ log = logging.getLogger("handler.prewarm")
 BATCHES_PER_CLAIM = 10
 # A call whose answer was lost and whose task the API does not list this long after is taken as not accepted.
 AMBIGUITY_SETTLE_SECONDS = 120
+# DescribeRefreshTaskById answers for up to 10 ids a call.
+TASK_IDS_PER_READ = 10
 
 
 @dataclass
@@ -296,17 +298,21 @@ class _Flush:
         if not claims:
             return
         known = [s for s in claims if s.task_id]
-        statuses: dict[str, list[TaskStatus]] | None = {}
-        if known:
+        statuses: dict[str, list[TaskStatus]] = {}
+        unread: set[str] = set()
+        ids = sorted({s.task_id for s in known})
+        # One read per TASK_IDS_PER_READ ids: a failed read leaves only its own tasks unchecked this time.
+        for start in range(0, len(ids), TASK_IDS_PER_READ):
+            chunk = ids[start : start + TASK_IDS_PER_READ]
             try:
-                for task in self.cdn.task_statuses(sorted({s.task_id for s in known})):
+                for task in self.cdn.task_statuses(chunk):
                     statuses.setdefault(task.task_id, []).append(task)
             except CdnCallFailed as exc:
-                log.warning("cannot read task statuses: %s", exc)
-                statuses = None
+                log.warning("cannot read the status of %d tasks: %s", len(chunk), exc)
+                unread.update(chunk)
         changes: dict[str, Change] = {}
         for state in known:
-            changes[state.url] = self._after_check(state, statuses)
+            changes[state.url] = self._after_check(state, None if state.task_id in unread else statuses)
         for state in claims:
             if not state.task_id:
                 changes[state.url] = self._resolve(state)
