@@ -162,6 +162,7 @@ class _Flush:
         self.keep_until = now + settings.dedupe_seconds
         self._account: AccountQuota | None = None
         self._account_read = False
+        self._used_at_read: dict[str, int] = {}  # our counters when the account's quota was read
         self._spent: set[str] = set()  # quota counters the account said are used up today
         self._stopped = False
 
@@ -276,10 +277,12 @@ class _Flush:
         cdn = self.settings.cdn
         used = self.store.quota_used(counter, self.day)
         account = self._account_quota()
+        remain = None if account is None else account.preload_remain if counter == PREFETCH else account.refresh_remain
+        if remain is not None:
+            # Read once per flush: what our counter gained since then came out of the account's remainder.
+            remain -= max(0, used - self._used_at_read.get(counter, used))
         if counter == PREFETCH:
-            remain = account.preload_remain if account else None
             return used + quota_grant(cdn.daily_limit, used, cdn.daily_limit, remain, cdn.quota_reserve)
-        remain = account.refresh_remain if account else None
         return used + quota_grant(cdn.daily_refresh_quota, used, cdn.daily_refresh_quota, remain, 0)
 
     def _account_quota(self) -> AccountQuota | None:
@@ -290,6 +293,7 @@ class _Flush:
                 self._account = self.cdn.account_quota()
             except CdnCallFailed as exc:
                 log.warning("cannot read the account's quota: %s", exc)
+            self._used_at_read = {c: self.store.quota_used(c, self.day) for c in (PREFETCH, REFRESH)}
         return self._account
 
     # -- checking tasks -----------------------------------------------------------------------
