@@ -69,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         now = _now(args.now)
         settings = load_settings(args.config)
-        outcome = args.run(args, Wiring(settings), now)
+        # With --now, the adapters' clock (ambiguous calls, task searches) is that instant too.
+        wiring = Wiring(settings) if args.now is None else Wiring(settings, clock=lambda: now)
+        outcome = args.run(args, wiring, now)
     except (CliError, ValueError) as exc:  # ConfigError, missing credentials, a bad store URL, ...
         outcome = Outcome(EXIT_BAD_CONFIG_OR_INPUT, [str(exc)])
     except StoreError as exc:  # opening the store is configuration (see _open_store); this failed mid-way
