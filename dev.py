@@ -2,6 +2,7 @@
 """Set-up and day-to-day commands, needing nothing but Python 3.10+.
 
     python3 dev.py demo   # the main job, locally: local CDN API double + SQLite, events/ replayed
+    python3 dev.py demo --store tablestore   # ... with the state on the local Tablestore double (or dynamodb)
     python3 dev.py test   # every test (installs test tools and the DynamoDB emulator first)
     python3 dev.py bench  # the benchmark table
     python3 dev.py package [--python 3.12] [--with dynamodb]  # dist/oss-cdn-prewarm.zip for FC
@@ -73,6 +74,8 @@ def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if command == "demo":
         ensure_venv("demo")
+        if "dynamodb" in rest:  # --store dynamodb runs on dynalite
+            ensure_node_modules()
         return subprocess.call([str(PYTHON), "-m", "handler.local.demo", *rest], cwd=ROOT)
     if command == "test":
         ensure_venv("test")

@@ -12,6 +12,8 @@ Modules, one job each:
     rig         doubles, credentials, configs and child environments shared by the runs
     trace       the seeded, bursty upload trace
     efficiency  calls and quota: ours, the per-upload baseline, the physical limit
+    staleness   the overwrite/delete trace: what the edge serves after each strategy, and what it cost
+    storecalls  store requests per upload event and per redelivery, on each store
     ingest      upload events per second through the FC upload entry point
     dynalite    a launcher for the DynamoDB emulator
     coldstart   import time of the FC entry module and of the clients

@@ -41,7 +41,7 @@ class FlushRate:
     throttled: int  # Throttling answers over all runs
     per_call_ms: float  # wall time per PushObjectCache call, median over runs
     api_ms: float  # the double's own time per call (the injected 20 ms and its work), median
-    push_ms: float  # time in the prefetcher per call: checks, signing, HTTP and the API, median
+    push_ms: float  # time in the CDN adapter per call: checks, signing, HTTP and the API, median
     pushed_all: bool  # every run pushed every URL, each once
 
     def as_dict(self) -> dict:
@@ -64,13 +64,21 @@ class FlushMemory:
 
 def fill(db: Path, count: int) -> None:
     """`count` pending URLs (both domains) in one window that closed two minutes before NOW."""
+    from functools import partial
+
+    from handler import lifecycle as lc
     from handler.planning import window_of
     from handler.stores.sqlite import SqliteStore
 
     store = SqliteStore(db)
+    at = NOW - 120
     try:
         urls = [f"https://{rig.DOMAINS[i % 2]}/static/obj-{i // 2:06d}.{('js', 'css', 'png')[i % 3]}" for i in range(count)]
-        store.add_pending(window_of(NOW - 120, 60), urls, NOW - 120)
+        for start in range(0, len(urls), 1000):
+            store.update({
+                url: partial(lc.written, url=url, version=f"E{start + n}", window=window_of(at, 60), now=at, mode=lc.AUTO)
+                for n, url in enumerate(urls[start : start + 1000])
+            }, at)
     finally:
         store.close()
 
@@ -159,9 +167,9 @@ def worker() -> dict:
     from handler.wiring import Wiring
 
     wiring = Wiring(load_settings())
-    store, prefetcher = wiring.store(), wiring.prefetcher()
+    store, cdn = wiring.store(), wiring.cdn()
     pushes: list[float] = []
-    push = prefetcher.push
+    push = cdn.push
 
     def timed_push(urls):  # one batch per call here: the time the flush spends in the CDN client
         began = time.perf_counter()
@@ -170,9 +178,9 @@ def worker() -> dict:
         finally:
             pushes.append((time.perf_counter() - began) * 1000.0)
 
-    prefetcher.push = timed_push
+    cdn.push = timed_push
     started = time.perf_counter()
-    report = flush(store, prefetcher, wiring.settings, NOW, flush_all=True)
+    report = flush(store, cdn, wiring.settings, NOW, flush_all=True)
     seconds = time.perf_counter() - started
     store.close()
     return {"pushed": report.pushed, "calls": report.calls, "seconds": seconds, "error": report.error,

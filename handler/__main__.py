@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -15,14 +16,15 @@ from typing import TYPE_CHECKING, Sequence
 
 from .destination import original_event
 from .events import is_timer_event, parse_event
-from .planning import parse_instant, quota_day, quota_grant
-from .ports import PREFETCH, REFRESH, StoreError
+from .planning import QUOTA_TZ, next_quota_day_start, parse_instant, quota_day, quota_grant
+from .ports import PREFETCH, REFRESH, CdnCallFailed, StoreError
 from .prewarm import flush, ingest
 from .settings import load_settings
 from .wiring import Wiring
 
 if TYPE_CHECKING:
     from .events import ObjectRecord
+    from .ports import AccountQuota
     from .ports import Store
     from .settings import Rule
 
@@ -189,9 +191,13 @@ def _cmd_flush(args, wiring: Wiring, now: float) -> Outcome:
 def _cmd_status(args, wiring: Wiring, now: float) -> Outcome:
     store = _open_store(wiring)
     counts = store.counts(now)
+    settings, cdn = wiring.settings, wiring.settings.cdn
     day = quota_day(now)
-    cdn = wiring.settings.cdn
     used, refresh_used = store.quota_used(PREFETCH, day), store.quota_used(REFRESH, day)
+    account, account_error = _account_quota(args, wiring)
+    reset = next_quota_day_start(now)
+    waiting = counts.pending + counts.refreshing
+    oldest = counts.oldest_pending_window
     status = {
         "quota_day": day,
         "pending": counts.pending,
@@ -209,20 +215,109 @@ def _cmd_status(args, wiring: Wiring, now: float) -> Outcome:
         "refresh_quota_used": refresh_used,
         "refresh_quota_limit": cdn.daily_refresh_quota,
         "refresh_quota_remaining": max(0, cdn.daily_refresh_quota - refresh_used),
-        "now": datetime.fromtimestamp(now, timezone.utc).isoformat(),
+        "account_preload_remaining": account.preload_remain if account else None,
+        "account_refresh_remaining": account.refresh_remain if account else None,
+        "next_reset": _iso(reset),
+        "next_reset_utc8": datetime.fromtimestamp(reset, QUOTA_TZ).isoformat(),
+        "oldest_pending_seconds": None if oldest is None else max(0, int(now - oldest * settings.window_seconds)),
+        "backlog_days": round(waiting / cdn.daily_limit, 1),
+        "last_tasks_at": _iso(counts.last_task_at) if counts.last_task_at else None,
+        "last_task_ids": list(counts.last_task_ids),
+        "now": _iso(now),
     }
-    _print(
-        args,
-        status,
-        "quota day {quota_day}: prefetch {quota_used}/{quota_limit} URLs used, {quota_remaining} left;"
-        " refresh {refresh_quota_used}/{refresh_quota_limit}, {refresh_quota_remaining} left\n"
-        "pending {pending} (deferred {deferred}), refreshing {refreshing}, pushed {pushed},"
-        " verified {verified}, unverified {unverified}, dead-lettered {dead}",
-    )
-    if not args.json:
-        for reason, count in counts.deferred_reasons.items():
-            _say(f"  deferred {count}: {reason}")
+    if args.json:
+        _say(json.dumps(status, ensure_ascii=False))
+    else:
+        _say_status(status, account_error)
     return Outcome(EXIT_OK)
+
+
+def _account_quota(args, wiring: Wiring) -> tuple["AccountQuota | None", str | None]:
+    """The account's own remaining quota (DescribeRefreshQuota), unless --offline; None and why when unreadable."""
+    if args.offline:
+        return None, "not asked (--offline)"
+    try:
+        return wiring.cdn().account_quota(), None
+    except CdnCallFailed as exc:
+        return None, f"unreadable: {first_line(str(exc))}"
+    except ValueError as exc:  # no credentials
+        return None, f"unreadable: {first_line(str(exc))}"
+
+
+def _say_status(status: dict, account_error: str | None) -> None:
+    s = status
+    _say(f"quota day {s['quota_day']} (UTC+8), next reset {s['next_reset_utc8']} = {s['next_reset']}")
+    _say(f"  prefetch: {s['quota_used']}/{s['quota_limit']} used by us, {s['quota_remaining']} left; "
+         f"account: {_or(s['account_preload_remaining'], account_error)} left")
+    _say(f"  refresh:  {s['refresh_quota_used']}/{s['refresh_quota_limit']} used by us, "
+         f"{s['refresh_quota_remaining']} left; account: {_or(s['account_refresh_remaining'], account_error)} left")
+    _say(f"pending {s['pending']} (deferred {s['deferred']}), refreshing {s['refreshing']}, pushed {s['pushed']}, "
+         f"verified {s['verified']}, unverified {s['unverified']}, dead-lettered {s['dead']}, "
+         f"failed tasks {s['failed_tasks']}")
+    if s["oldest_pending_seconds"] is not None:
+        _say(f"  oldest waiting URL: {s['oldest_pending_seconds']} s; backlog: {s['backlog_days']} days at the daily limit")
+    for reason, count in s["deferred_reasons"].items():
+        _say(f"  deferred {count}: {reason}")
+    if s["last_tasks_at"]:
+        _say(f"last tasks submitted {s['last_tasks_at']}: {', '.join(s['last_task_ids'])}")
+
+
+def _or(value: object, why: str | None) -> str:
+    return str(value) if value is not None else (why or "unknown")
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+
+
+def _cmd_backfill(args, wiring: Wiring, now: float) -> Outcome:
+    from . import backfill as bf
+
+    settings = wiring.settings
+    since = _since(args.since)
+    opened = contextlib.ExitStack()
+    if args.keys:
+        try:
+            lines = opened.enter_context(open(args.keys, encoding="utf-8"))
+        except OSError as exc:
+            raise CliError(f"cannot read {args.keys}: {exc.strerror or exc}") from None
+        objects = bf.keys_from_file(lines, args.bucket)
+    elif args.source == "s3":
+        objects = bf.s3_objects(args.bucket, args.prefix, since, endpoint_url=args.endpoint, region=args.region)
+    else:
+        if not args.endpoint:
+            raise CliError("backfill from OSS needs --endpoint https://oss-REGION.aliyuncs.com (or --keys FILE)")
+        from .wiring import resolve
+
+        objects = bf.oss_objects(args.bucket, args.prefix, since, endpoint=args.endpoint, credentials=resolve())
+    progress = _progress_line if sys.stderr.isatty() and not args.json else None
+    try:
+        with opened:
+            report = bf.backfill(objects, settings, _open_store(wiring), now, dry_run=args.dry_run, progress=progress)
+    except bf.MissingSdk as exc:
+        raise CliError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{args.keys}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if progress is not None:
+        print(file=sys.stderr)
+    verb = "would queue" if args.dry_run else "queued"
+    _print(args, {**report.as_dict(), "dry_run": args.dry_run},
+           f"listed {{listed}} objects ({{urls}} URLs): {verb} {{queued}}, {{known}} already known;"
+           f" about {{days}} days at the backfill share of the daily quota")
+    return Outcome(EXIT_OK)
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_instant(text if "T" in text else f"{text}T00:00:00+08:00")
+    except ValueError as exc:
+        raise CliError(f"--since: {exc}") from None
+
+
+def _progress_line(report) -> None:
+    print(f"\rlisted {report.listed} objects, {report.queued} URLs queued", end="", file=sys.stderr, flush=True)
 
 
 def _cmd_dead_letters(args, wiring: Wiring, now: float) -> Outcome:
@@ -374,8 +469,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="push open windows too")
     p.set_defaults(run=_cmd_flush)
 
-    p = command("status", "pending URLs, quota used and left, dead letters")
+    p = command("status", "what is pending, deferred (and why), refreshing, pushed, verified, dead; quota used and left")
+    p.add_argument("--offline", action="store_true", help="do not ask the CDN API for the account's remaining quota")
     p.set_defaults(run=_cmd_status)
+
+    p = command("backfill", "queue the objects a bucket already holds, behind live uploads (backfill_share)")
+    p.add_argument("--bucket", required=True, help="the bucket; its rules map keys to URLs as for uploads")
+    p.add_argument("--prefix", default="", help="only keys under this prefix")
+    p.add_argument("--since", metavar="DATE", help="only objects modified at or after DATE (YYYY-MM-DD in UTC+8, or ISO 8601)")
+    p.add_argument("--source", choices=("oss", "s3"), default="oss", help="list an OSS bucket (oss2) or an S3 bucket (boto3)")
+    p.add_argument("--endpoint", metavar="URL", help="OSS endpoint (required for oss), or an S3 endpoint URL")
+    p.add_argument("--region", help="S3 region")
+    p.add_argument("--keys", metavar="FILE", help="read object keys from FILE, one per line, instead of listing")
+    p.add_argument("--dry-run", action="store_true", help="count what would be queued and the days it takes")
+    p.set_defaults(run=_cmd_backfill)
 
     p = command("dead-letters", "list dead-lettered URLs with their reasons, newest first")
     p.add_argument("--limit", type=_positive_int, default=100, metavar="N",

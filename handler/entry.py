@@ -35,6 +35,12 @@ def _instance() -> Wiring:
     return _wiring
 
 
+def use(wiring: Wiring) -> None:
+    """Run this instance on these adapters (a local replay on a simulated clock), not on $PREWARM_CONFIG's."""
+    global _wiring
+    _wiring = wiring
+
+
 def upload(event: bytes | str, context: Any = None) -> str:
     """OSS / EventBridge / S3 upload events → pending URLs of the current window."""
     wiring = _instance()

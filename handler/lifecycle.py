@@ -60,6 +60,8 @@ class UrlState:
     failing_since: float = 0.0  # first failure of the current attempt; 0 when not failing
     failures: int = 0
     task_failures: int = 0  # prefetch or refresh tasks that ended Failed, over the URL's life
+    priority: int = 0  # its rule's priority: higher goes first when quota is short
+    backfill: bool = False  # queued by a backfill of existing objects: after live uploads, within its share
     reason: str = ""  # why it waits (deferred) or died
     keep_until: float = 0.0  # settled phases: remembered until then
     updated_at: float = 0.0
@@ -78,9 +80,10 @@ class UrlState:
     def from_fields(cls, data: dict) -> "UrlState":
         known = {f.name: f for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known and v is not None}
-        if "refresh" in values:
-            values["refresh"] = bool(values["refresh"])
-        for name in ("window", "failures", "task_failures"):
+        for name in ("refresh", "backfill"):
+            if name in values:
+                values[name] = bool(values[name])
+        for name in ("window", "failures", "task_failures", "priority"):
             if name in values:
                 values[name] = int(values[name])
         for name in ("not_before", "lease_until", "task_at", "failing_since", "keep_until", "updated_at"):
@@ -115,24 +118,41 @@ def is_known(state: UrlState | None, now: float) -> bool:
 # -- uploads and deletes -----------------------------------------------------------------------
 
 
-def written(state: UrlState | None, url: str, version: str | None, *, window: int, now: float, mode: str) -> UrlState | None:
+def written(
+    state: UrlState | None, url: str, version: str | None, *, window: int, now: float, mode: str, priority: int = 0
+) -> UrlState | None:
     """An upload of `version` of the object behind `url`."""
     state = _remembered(state, now)
     if state is None:
-        return UrlState(url, PENDING, window, version=version, refresh=mode == ALWAYS, updated_at=now)
+        return UrlState(
+            url, PENDING, window, version=version, refresh=mode == ALWAYS, priority=priority, updated_at=now,
+        )
     if state.phase == DEAD:
         if version is not None and version == state.version:
             return state  # the same bytes that were refused: refused again
-        return _new_cycle(state, version, window=window, now=now, mode=mode)
+        return _new_cycle(state, version, window=window, now=now, mode=mode, priority=priority)
     if state.phase in (PENDING, REFRESHING, READY):
-        if version == state.version and version is not None:
+        if version == state.version and version is not None and not state.backfill:
             return state  # a redelivery or an identical re-upload: nothing to do
-        # Not pushed yet: coalesce into the one refresh and prefetch, of the newest version.
-        return replace(state, version=version, updated_at=now)
+        # Not pushed yet: coalesce into the one refresh and prefetch, of the newest version. A live
+        # upload of a URL a backfill queued makes it live: it goes before the backfill now.
+        return replace(state, version=version, backfill=False, priority=priority, updated_at=now)
     # PUSHED, VERIFIED, UNVERIFIED
     if version is not None and version == state.pushed_version and version == state.version:
         return state
-    return _new_cycle(state, version, window=window, now=now, mode=mode)
+    return _new_cycle(state, version, window=window, now=now, mode=mode, priority=priority)
+
+
+def backfilled(
+    state: UrlState | None, url: str, version: str | None, *, window: int, now: float, mode: str, priority: int = 0
+) -> UrlState | None:
+    """An existing object listed by a backfill: queued behind live uploads, unless the URL is known already."""
+    if is_known(state, now):
+        return state
+    return UrlState(
+        url, PENDING, window, version=version, refresh=mode == ALWAYS, priority=priority, backfill=True,
+        updated_at=now,
+    )
 
 
 def removed(state: UrlState | None, url: str, *, window: int, now: float, mode: str) -> UrlState | None:
@@ -154,12 +174,15 @@ def removed(state: UrlState | None, url: str, *, window: int, now: float, mode: 
     return _new_cycle(state, None, window=window, now=now, mode=ALWAYS)
 
 
-def _new_cycle(state: UrlState, version: str | None, *, window: int, now: float, mode: str) -> UrlState:
+def _new_cycle(
+    state: UrlState, version: str | None, *, window: int, now: float, mode: str, priority: int | None = None
+) -> UrlState:
     """Start over for a URL the CDN may already hold: refresh first unless the mode says never."""
     refresh = mode == ALWAYS or (mode == AUTO and state.pushed_version is not None)
     return UrlState(
         state.url, PENDING, window, version=version, pushed_version=state.pushed_version, refresh=refresh,
-        task_failures=state.task_failures, updated_at=now,
+        task_failures=state.task_failures, priority=state.priority if priority is None else priority,
+        updated_at=now,
     )
 
 

@@ -19,6 +19,7 @@ Change = Callable[["UrlState | None"], "UrlState | None"]
 
 PREFETCH = "preload"  # quota counters: the daily prefetch quota
 REFRESH = "refresh"  # and the daily URL refresh quota
+BACKFILL = "backfill"  # the part of the prefetch quota spent on backfill (capped by backfill_share)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class StoreCounts:
     dead: int  # dead-lettered, inside the remembering horizon
     failed_tasks: int  # URLs whose refresh or prefetch task ended Failed at least once
     deferred_reasons: Mapping[str, int] = field(default_factory=dict)  # reason (without times) -> URLs
+    oldest_pending_window: int | None = None  # the window of the oldest URL not yet pushed
+    last_task_at: float = 0.0  # when the newest refresh or prefetch task was submitted
+    last_task_ids: tuple[str, ...] = ()  # the tasks submitted then
 
 
 class StoreError(Exception):

@@ -19,11 +19,11 @@ from .events import ObjectRecord, ObjectRemoved
 from .lifecycle import UrlState
 from .planning import closed_before, next_quota_day_start, quota_day, quota_grant, window_of
 from .ports import (
-    PREFETCH, REFRESH, TASK_COMPLETE, TASK_FAILED, TASK_PRELOAD, TASK_REFRESH, AccountQuota, CdnApi,
+    BACKFILL, PREFETCH, REFRESH, TASK_COMPLETE, TASK_FAILED, TASK_PRELOAD, TASK_REFRESH, AccountQuota, CdnApi,
     CdnCallFailed, Change, Problem, Store, SubmitOutcome, TaskStatus,
 )
 from .settings import Settings
-from .urls import urls_for
+from .urls import priority_for, urls_for
 
 log = logging.getLogger("handler.prewarm")
 
@@ -60,6 +60,8 @@ class FlushReport:
     calls: int = 0  # PushObjectCache calls, retries included
     refresh_calls: int = 0  # RefreshObjectCaches calls, retries included
     deferred: int = 0
+    deferred_to_next_day: int = 0  # of `deferred`: out of quota (or backfill share) for today
+    oldest_waiting_seconds: int = 0  # age of the oldest URL this flush could not push yet
     dead: int = 0
     task_ids: list[str] = field(default_factory=list)
     error: str | None = None  # what stopped the flush early, if anything
@@ -68,8 +70,13 @@ class FlushReport:
         return asdict(self)
 
 
-def ingest(records: Sequence[ObjectRecord], settings: Settings, store: Store, now: float) -> IngestReport:
-    """Turn uploads and deletes into state changes of their URLs, in the window `now` falls in."""
+def ingest(
+    records: Sequence[ObjectRecord], settings: Settings, store: Store, now: float, *, backfill: bool = False
+) -> IngestReport:
+    """Turn uploads and deletes into state changes of their URLs, in the window `now` falls in.
+
+    With `backfill`, the records are existing objects listed by a backfill: URLs the store does not
+    know are queued behind live uploads; known ones are left as they are."""
     report = IngestReport(records=len(records), window=window_of(now, settings.window_seconds))
     steps: dict[str, list[Change]] = {}
     mode = settings.refresh_before_prefetch
@@ -85,9 +92,15 @@ def ingest(records: Sequence[ObjectRecord], settings: Settings, store: Store, no
             for url in mapped.urls:
                 steps.setdefault(url, []).append(partial(lc.removed, url=url, window=report.window, now=now, mode=mode))
             continue
+        arrived = lc.backfilled if backfill else lc.written
+        priority = priority_for(record, settings.rules)
+        # None is the version of a removed object: an upload without ETag is named by its event's time,
+        # so a redelivery of it is still recognised and any other upload counts as a new version.
+        version = record.version or f"at:{record.event_time or now}"
         for url in mapped.urls:
             steps.setdefault(url, []).append(
-                partial(lc.written, url=url, version=record.version, window=report.window, now=now, mode=mode)
+                partial(arrived, url=url, version=version, window=report.window, now=now, mode=mode,
+                        priority=priority)
             )
         for url, reason in mapped.refused.items():
             log.error("dead-lettered %s: %s", url[:200], reason)
@@ -105,7 +118,7 @@ def ingest(records: Sequence[ObjectRecord], settings: Settings, store: Store, no
             report.cancelled += 1
         elif new.phase == lc.DEAD and (old is None or old.phase != lc.DEAD):
             report.refused += 1
-        elif new.phase == lc.PENDING and new.version is None:
+        elif new.phase == lc.PENDING and new.version is None and new.refresh and not new.backfill:
             report.purges += old is None or old.version is not None
         elif new.phase == lc.PENDING and (old is None or old.phase in lc.SETTLED or old.phase == lc.PUSHED):
             report.added += 1
@@ -169,6 +182,9 @@ class _Flush:
     def run(self, flush_all: bool) -> FlushReport:
         max_window = None if flush_all else closed_before(self.now, self.settings.window_seconds)
         cap = max(self.settings.cdn.max_urls_per_call, 1)
+        # Claimed URLs wait here until a batch is full, so a round's last partial batch does not
+        # cost a call of its own; backfill waits for the end, after every live URL had its turn.
+        waiting: dict[str, list[UrlState]] = {"refresh": [], "live": [], "backfill": []}
         while not self._stopped:
             if self._out_of_time():
                 log.warning("flush out of time; the rest waits for the next flush")
@@ -180,17 +196,48 @@ class _Flush:
             if not claims:
                 break
             self._check([s for s in claims if s.phase in (lc.REFRESHING, lc.PUSHED)])
-            refreshes = [s for s in claims if s.phase == lc.PENDING and s.refresh]
-            pushes = [s for s in claims if s.phase == lc.READY or (s.phase == lc.PENDING and not s.refresh)]
-            self._submit(REFRESH, refreshes)
-            self._submit(PREFETCH, pushes)
+            claims.sort(key=lambda s: (s.backfill, -s.priority, s.window))  # live first, then by priority, oldest
+            for state in claims:
+                if state.phase == lc.PENDING and state.refresh:
+                    waiting["refresh"].append(state)
+                elif state.phase == lc.READY or state.phase == lc.PENDING:
+                    waiting["backfill" if state.backfill else "live"].append(state)
+            self._submit_full(waiting, "refresh", REFRESH)
+            self._submit_full(waiting, "live", PREFETCH)
+        self._submit(REFRESH, waiting["refresh"])
+        self._submit(PREFETCH, waiting["live"])
+        self._submit(PREFETCH, waiting["backfill"], share=BACKFILL)
+        self._alert_if_backlogged()
         log.info("flush %s", self.report.as_dict())
         return self.report
 
+    def _alert_if_backlogged(self) -> None:
+        """One ERROR line, for a log-based alert, when uploads wait too long or the quota cannot keep up."""
+        report, settings = self.report, self.settings
+        old = report.oldest_waiting_seconds > settings.alert_after_seconds
+        outgrown = report.deferred_to_next_day > settings.cdn.daily_limit
+        if old or outgrown:
+            log.error(
+                "backlog: %d URLs wait for the next quota day, the oldest for %d s (alert_after_seconds %d);"
+                " the daily limit is %d URLs", report.deferred_to_next_day, report.oldest_waiting_seconds,
+                settings.alert_after_seconds, settings.cdn.daily_limit,
+            )
+
     # -- submitting ---------------------------------------------------------------------------
 
-    def _submit(self, counter: str, claims: list[UrlState]) -> None:
-        """Refresh or push claimed URLs in batches under the day's quota; each batch recorded as its call returns."""
+    def _submit_full(self, waiting: dict[str, list[UrlState]], key: str, counter: str) -> None:
+        """Submit the full batches waiting under `key`; the rest keeps waiting."""
+        cap = self.settings.cdn.max_urls_per_call if counter == PREFETCH else self.settings.cdn.max_urls_per_refresh
+        full = len(waiting[key]) - len(waiting[key]) % cap
+        if full:
+            self._submit(counter, waiting[key][:full])
+            waiting[key] = waiting[key][full:]
+
+    def _submit(self, counter: str, claims: list[UrlState], share: str | None = None) -> None:
+        """Refresh or push claimed URLs in batches under the day's quota; each batch recorded as its call returns.
+
+        With `share`, the batch must also fit that counter's part of the day (backfill_share of the
+        daily limit), so that a backfill never takes what later live uploads need."""
         if counter == PREFETCH:
             gone = [s for s in claims if s.version is None]  # deleted with nothing left to purge
             self._apply({s.url: partial(lc.forgotten, owner=self.owner, now=self.now) for s in gone})
@@ -202,14 +249,24 @@ class _Flush:
                 why = "quota: the account's daily quota is used up" if counter in self._spent else "flush stopped early"
                 self._release(batch, self._next_day() if counter in self._spent else self.now, why)
                 continue
-            granted = self.store.reserve_quota(counter, self.day, len(batch), self._limit(counter))
+            if share is not None:
+                allowed = self.store.reserve_quota(share, self.day, len(batch), self._share_limit())
+                if allowed < len(batch):
+                    self._release(batch[allowed:], self._next_day(), "quota: today's backfill share is used")
+                    batch = batch[:allowed]
+            granted = self.store.reserve_quota(counter, self.day, len(batch), self._limit(counter)) if batch else 0
             if granted < len(batch):
                 self._release(batch[granted:], self._next_day(), f"quota: today's {_kind(counter)} limit is used")
+                if share is not None:
+                    self.store.release_quota(share, self.day, len(batch) - granted)
                 batch = batch[:granted]
             if batch:
-                self._send(counter, batch)
+                self._send(counter, batch, share)
 
-    def _send(self, counter: str, batch: list[UrlState]) -> None:
+    def _share_limit(self) -> int:
+        return int(self.settings.cdn.daily_limit * self.settings.backfill_share)
+
+    def _send(self, counter: str, batch: list[UrlState], share: str | None = None) -> None:
         urls = [s.url for s in batch]
         outcome = self.cdn.push(urls) if counter == PREFETCH else self.cdn.refresh(urls)
         by_url = {s.url: s for s in batch}
@@ -218,6 +275,8 @@ class _Flush:
         else:
             self.report.refresh_calls += outcome.calls
         self.store.release_quota(counter, self.day, len(outcome.rejected) + len(outcome.unsent))
+        if share is not None:
+            self.store.release_quota(share, self.day, len(outcome.rejected) + len(outcome.unsent))
         changes: dict[str, Change] = {}
         sent_at = outcome.sent_at if outcome.sent_at is not None else self.now
         for url, task_id in outcome.accepted.items():
@@ -366,6 +425,10 @@ class _Flush:
 
     def _release(self, claims: list[UrlState], not_before: float, reason: str) -> None:
         self.report.deferred += len(claims)
+        if claims and not_before > self.now:
+            self.report.deferred_to_next_day += len(claims)
+            oldest = min(s.window for s in claims) * self.settings.window_seconds
+            self.report.oldest_waiting_seconds = max(self.report.oldest_waiting_seconds, int(self.now - oldest))
         self._apply({
             s.url: partial(lc.released, owner=self.owner, not_before=not_before, reason=reason, now=self.now)
             for s in claims

@@ -59,6 +59,7 @@ class Rule:
     exclude: tuple[str, ...] = ()
     strip_prefix: str = ""
     path_prefix: str = ""
+    priority: int = 0  # higher is pushed first when quota is short
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class Settings:
     refresh_before_prefetch: str = "auto"  # auto | always | never
     on_delete: str = "refresh"  # refresh | ignore
     refresh_settle_seconds: int = 360  # prefetch this long after a refresh whose status cannot be read
+    backfill_share: float = 0.5  # the part of each day's quota that backfill may use; live uploads keep the rest
+    alert_after_seconds: int = 86400  # a pending URL older than this makes every flush log an ERROR line
     flush_function: FlushFunction | None = None
 
 
@@ -160,6 +163,8 @@ def parse_settings(data: Any) -> Settings:
         refresh_before_prefetch=top.choice("refresh_before_prefetch", "auto", ("auto", "always", "never")),
         on_delete=top.choice("on_delete", "refresh", ("refresh", "ignore")),
         refresh_settle_seconds=top.integer("refresh_settle_seconds", 360, minimum=0),
+        backfill_share=top.number("backfill_share", 0.5, minimum=0, maximum=1),
+        alert_after_seconds=top.integer("alert_after_seconds", 86400, minimum=60),
         flush_function=flush_function,
     )
     top.finish()
@@ -241,6 +246,7 @@ def _parse_rule(raw: Any, where: str) -> Rule:
         exclude=tuple(section.string_list("exclude")),
         strip_prefix=section.string("strip_prefix", ""),
         path_prefix=section.string("path_prefix", ""),
+        priority=section.integer("priority", 0, minimum=-1000, maximum=1000),
     )
     section.finish()
     return rule

@@ -76,6 +76,11 @@ def cdn_path(key: str, rule: Rule) -> str:
     return f"{head}/{rest}" if head else rest
 
 
+def priority_for(record: ObjectRecord, rules: Sequence[Rule]) -> int:
+    """The highest priority of the rules that accept the record (0 when none does)."""
+    return max((rule.priority for rule in rules if rule_accepts(rule, record)), default=0)
+
+
 def urls_for(record: ObjectRecord, rules: Sequence[Rule]) -> MappedUrls:
     """The CDN URLs of every rule that accepts the record: deduplicated, in rule and domain order."""
     urls: dict[str, None] = {}

@@ -8,5 +8,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 pytest_plugins = [
     "fixtures.cdn_double",
     "fixtures.dynamodb",
+    "fixtures.s3",
     "fixtures.tablestore",
 ]

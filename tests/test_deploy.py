@@ -168,6 +168,7 @@ import json, sys
 from handler import entry
 reports = {name.rsplit("/", 1)[-1]: json.loads(entry.upload(open(name, "rb").read(), None)) for name in sys.argv[1:]}
 import handler.cdn.client, handler.cdn.pushing, handler.flush_request, handler.stores.tablestore
+import fc2  # flush_request imports it only when a flush is asked for
 sdk_files = {name: sys.modules[name].__file__ for name in ("requests", "fc2", "tablestore", "aiohttp")}
 print(json.dumps({"reports": reports, "sdk_files": sdk_files, "path": sys.path, "flush": callable(entry.flush)}))
 """

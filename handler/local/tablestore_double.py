@@ -18,7 +18,7 @@ inject(applied=True, code="OTSTimeout") or inject(applied=True, drop=True); and 
 window after CreateTable: `table_not_ready_seconds`.
 
 Admin paths (unsigned, loopback callers only), JSON in and out:
-    GET    /_double/calls      {"calls": [{"operation", "outcome", "fault"}...], "counts": {op: n}}
+    GET    /_double/calls      {"calls": [{"operation", "outcome", "fault", "request"}...], "counts": {op: n}}
     DELETE /_double/calls      forget received calls
     POST   /_double/faults     a Fault's fields; or {"seed": n}; or {"reset": true}
     DELETE /_double/faults     reset faults
@@ -32,7 +32,7 @@ import collections
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from tablestore.protobuf import table_store_pb2 as pb
@@ -42,6 +42,7 @@ from .tablestore_double_auth import Credentials, answer_headers, verify_request
 from .tablestore_double_errors import ServiceError, invalid
 from .tablestore_double_faults import Fault, FaultPlan
 from .tablestore_double_operations import PAGE_BYTES, PAGE_ROWS, Instance
+from .tablestore_double_requests import describe_request
 from .tablestore_double_server import Answer, DoubleServer
 
 # Every API name the SDK can send: the rest of these are refused as not modelled, not unknown.
@@ -50,11 +51,13 @@ KNOWN_APIS = frozenset(OTSProtocol.api_list)
 
 @dataclass
 class Received:
-    """One request as the double saw it: its operation, the outcome code ("OK") and the fault, if any."""
+    """One request as the double saw it: its operation, the outcome code ("OK"), the fault if any,
+    and what it asked for (tablestore_double_requests.describe_request: keys, conditions, columns)."""
 
     operation: str
     outcome: str
     fault: str | None = None
+    request: dict[str, Any] = field(default_factory=dict)
 
 
 class TablestoreDouble:
@@ -129,6 +132,12 @@ class TablestoreDouble:
         with self._lock:
             return sum(1 for r in self.received if operation is None or r.operation == operation)
 
+    def requests(self, operation: str | None = None) -> list[Received]:
+        """The requests for `operation` (None: any) received so far, oldest first (copies of the log)."""
+        with self._lock:
+            return [Received(r.operation, r.outcome, r.fault, dict(r.request))
+                    for r in self.received if operation is None or r.operation == operation]
+
     def clear_calls(self) -> None:
         with self._lock:
             self.received.clear()
@@ -155,7 +164,7 @@ class TablestoreDouble:
     def handle(self, method: str, api: str, headers: dict[str, str], body: bytes) -> Answer:
         """One request: checks, fault, operation; the answer the HTTP side sends (or a drop)."""
         with self._lock:
-            record = Received(api, "OK")
+            record = Received(api, "OK", request=describe_request(api, body))
             self.received.append(record)
             try:
                 if method != "POST":

@@ -9,7 +9,7 @@ each write is conditioned on (compare-and-set), and `ref`, new each time the URL
 row (it becomes active, or moves window), copied onto that row. Crash safety comes from the
 order of writes: a new due row (and its windows index touch) is written before the record that
 points to it, and an old row is deleted only after; a crash leaves at worst a row whose ref is
-not its record's, which `claim` recognises as stale and deletes. `claim` deletes an index entry
+not its record's, which `claim` deletes once it is older than any write still under way could be. `claim` deletes an index entry
 only if the shard has no rows and nobody touched the entry since it was read.
 """
 
@@ -19,6 +19,7 @@ import random
 import time
 import uuid
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -49,9 +50,25 @@ class StoredRecord:
     dead_at: int  # µs of its dead-letter entry (0 when it has none)
 
 
-def _is_stale(row: PendingRow, record: StoredRecord | None) -> bool:
-    """Whether the URL settled or moved since this due row was written."""
-    return record is None or record.state.phase not in ACTIVE or record.ref != row.ref
+# A due row is written before the record that points to it, so for a moment a live upload's row
+# has no record (or one with the old ref) yet: such a row is taken for stale only once it is
+# older than this, long past any upload's time between its two writes.
+ORPHAN_GRACE_SECONDS = 300
+
+
+def new_ref(now: float) -> str:
+    """A due row's token: when it was made (µs, so a row can tell its age), and a random part."""
+    return f"{keys.micros(now):020d}.{uuid.uuid4().hex}"
+
+
+def _is_stale(row: PendingRow, record: StoredRecord | None, now: float) -> bool | None:
+    """True when the URL settled or moved since this due row was written (delete the row); None when the
+    row may belong to a write still under way (leave it); False when it is the record's row."""
+    if record is not None and record.state.phase in ACTIVE and record.ref == row.ref:
+        return False
+    made, _, _ = row.ref.partition(".")
+    young = made.isdigit() and now - int(made) / 1_000_000 < ORPHAN_GRACE_SECONDS
+    return None if young else True
 
 
 class KeyValueStore(ABC):
@@ -62,21 +79,26 @@ class KeyValueStore(ABC):
     # -- changing states ----------------------------------------------------------------------
 
     def update(self, changes: Mapping[str, Change], now: float) -> dict[str, UrlState | None]:
-        changed: dict[str, UrlState | None] = {}
-        for url, change in changes.items():
-            for round_ in range(MAX_CAS_ROUNDS):
-                record = self._read_record(url)
-                old = record.state if record is not None else None
-                new = change(old)
-                if new is old:
-                    break
-                if self._write_state(url, record, new, now):
-                    changed[url] = new
-                    break
-                _backoff(round_)
-            else:
-                raise StoreError(f"{self.NAME}: URL record kept changing under update ({keys.url_hash(url)})")
-        return changed
+        # URLs are independent: their reads and writes go out side by side, so an upload of an
+        # object with several CDN domains waits for one URL's round trips, not for all of them.
+        if len(changes) == 1:
+            (url, change), = changes.items()
+            results = [(url, self._update_one(url, change, now))]
+        else:
+            results = list(zip(changes, _pool().map(lambda item: self._update_one(*item, now), changes.items())))
+        return {url: new for url, (changed, new) in results if changed}
+
+    def _update_one(self, url: str, change: Change, now: float) -> tuple[bool, UrlState | None]:
+        for round_ in range(MAX_CAS_ROUNDS):
+            record = self._read_record(url)
+            old = record.state if record is not None else None
+            new = change(old)
+            if new is old:
+                return False, old
+            if self._write_state(url, record, new, now):
+                return True, new
+            _backoff(round_)
+        raise StoreError(f"{self.NAME}: URL record kept changing under update ({keys.url_hash(url)})")
 
     def _write_state(self, url: str, record: StoredRecord | None, new: UrlState | None, now: float) -> bool:
         """Write one transition on condition the record is still `record`; False if it changed meanwhile."""
@@ -90,7 +112,7 @@ class KeyValueStore(ABC):
         old = record.state if record is not None else None
         active = new.phase in ACTIVE
         same_row = bool(active and old is not None and record.ref and old.phase in ACTIVE and old.window == new.window)
-        ref = record.ref if same_row else uuid.uuid4().hex if active else ""
+        ref = record.ref if same_row else new_ref(now) if active else ""
         if active and not same_row:  # the row first: a crash before the record leaves only a stale row
             self._put_pending_row(url, new.window, ref, new.not_before)
             self._touch_window_entry(new.window, keys.shard_of(url), uuid.uuid4().hex)
@@ -149,8 +171,10 @@ class KeyValueStore(ABC):
     def _lease(self, row: PendingRow, *, now: float, owner: str, lease_seconds: float) -> UrlState | None:
         for round_ in range(MAX_CAS_ROUNDS):
             record = self._read_record(row.url)
-            if _is_stale(row, record):
-                self._delete_pending_row(row.url, row.window, row.ref)
+            stale = _is_stale(row, record, now)
+            if stale is not False:
+                if stale:
+                    self._delete_pending_row(row.url, row.window, row.ref)
                 return None
             if not record.state.is_due(now):
                 return None  # leased to someone else, or not due yet
@@ -300,6 +324,17 @@ def record_from_fields(fields: Mapping[str, Any]) -> StoredRecord:
         state=UrlState.from_fields(dict(fields)), ref=str(fields.get("ref") or ""), rev=str(fields.get("rev") or ""),
         dead_at=int(fields.get("dead_at") or 0),
     )
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads for independent store requests, made on first use and kept for the warm instance."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
+    return _POOL
 
 
 def _backoff(round_: int) -> None:

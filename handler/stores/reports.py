@@ -14,6 +14,8 @@ def count_states(states: Iterable[UrlState], now: float) -> StoreCounts:
     phases: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     failed_tasks = 0
+    oldest: int | None = None
+    last_at, last_ids = 0.0, set()
     for state in states:
         if state.phase in SETTLED and state.keep_until <= now:
             continue
@@ -21,6 +23,12 @@ def count_states(states: Iterable[UrlState], now: float) -> StoreCounts:
         failed_tasks += state.task_failures > 0
         if state.deferred:
             reasons[state.reason] += 1
+        if state.phase in (PENDING, READY, REFRESHING) and (oldest is None or state.window < oldest):
+            oldest = state.window
+        if state.task_id and state.task_at >= last_at:
+            if state.task_at > last_at:
+                last_at, last_ids = state.task_at, set()
+            last_ids.update(state.task_id.split(","))
     return StoreCounts(
         pending=phases[PENDING] + phases[READY],
         deferred=sum(reasons.values()),
@@ -31,6 +39,9 @@ def count_states(states: Iterable[UrlState], now: float) -> StoreCounts:
         dead=phases[DEAD],
         failed_tasks=failed_tasks,
         deferred_reasons=dict(reasons.most_common()),
+        oldest_pending_window=oldest,
+        last_task_at=last_at,
+        last_task_ids=tuple(sorted(last_ids)),
     )
 
 

@@ -19,7 +19,7 @@ from ..ports import Change, DeadLetter, StoreCounts, StoreError
 from .reports import count_states, dead_letter
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS url_states (
+CREATE TABLE IF NOT EXISTS url_lifecycle (
     url TEXT PRIMARY KEY,
     phase TEXT NOT NULL,                      -- lifecycle phase
     win INTEGER NOT NULL,
@@ -27,9 +27,11 @@ CREATE TABLE IF NOT EXISTS url_states (
     lease_until REAL NOT NULL DEFAULT 0,
     keep_until REAL NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
+    backfill INTEGER NOT NULL DEFAULT 0,      -- claim order: live first,
+    priority INTEGER NOT NULL DEFAULT 0,      -- then higher priority, then older window
     state TEXT NOT NULL                       -- the whole UrlState as JSON
 );
-CREATE INDEX IF NOT EXISTS url_states_due ON url_states (phase, win, not_before);
+CREATE INDEX IF NOT EXISTS url_lifecycle_due ON url_lifecycle (phase, backfill, priority, win, not_before);
 CREATE TABLE IF NOT EXISTS quota_counters (counter TEXT NOT NULL, day TEXT NOT NULL, used INTEGER NOT NULL,
     PRIMARY KEY (counter, day));
 CREATE TABLE IF NOT EXISTS flush_requests (win INTEGER PRIMARY KEY);
@@ -38,15 +40,16 @@ _ACTIVE = "(" + ", ".join(f"'{phase}'" for phase in sorted(ACTIVE)) + ")"
 
 
 UPSERT_STATE = """
-INSERT OR REPLACE INTO url_states (url, phase, win, not_before, lease_until, keep_until, updated_at, state)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT OR REPLACE INTO url_lifecycle
+    (url, phase, win, not_before, lease_until, keep_until, updated_at, backfill, priority, state)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
 def _row(state: UrlState) -> tuple:
     return (
         state.url, state.phase, state.window, state.not_before, state.lease_until, state.keep_until,
-        state.updated_at, json.dumps(state.to_fields(), separators=(",", ":")),
+        state.updated_at, int(state.backfill), state.priority, json.dumps(state.to_fields(), separators=(",", ":")),
     )
 
 
@@ -113,13 +116,13 @@ class SqliteStore:
         changed: dict[str, UrlState | None] = {}
         with self._write() as db:
             for url, change in changes.items():
-                row = db.execute("SELECT state FROM url_states WHERE url = ?", (url,)).fetchone()
+                row = db.execute("SELECT state FROM url_lifecycle WHERE url = ?", (url,)).fetchone()
                 old = _state(row[0]) if row else None
                 new = change(old)
                 if new is old:
                     continue
                 if new is None:
-                    db.execute("DELETE FROM url_states WHERE url = ?", (url,))
+                    db.execute("DELETE FROM url_lifecycle WHERE url = ?", (url,))
                 else:
                     db.execute(UPSERT_STATE, _row(new))
                 changed[url] = new
@@ -131,8 +134,9 @@ class SqliteStore:
         top = max_window if max_window is not None else 2**62
         with self._write() as db:
             rows = db.execute(
-                f"SELECT state FROM url_states WHERE phase IN {_ACTIVE}"
-                " AND win <= ? AND not_before <= ? AND lease_until <= ? ORDER BY win, rowid LIMIT ?",
+                f"SELECT state FROM url_lifecycle WHERE phase IN {_ACTIVE}"
+                " AND win <= ? AND not_before <= ? AND lease_until <= ?"
+                " ORDER BY backfill, priority DESC, win, rowid LIMIT ?",
                 (top, now, now, limit),
             ).fetchall()
             claimed = [leased(_state(text), owner, now=now, lease_seconds=lease_seconds) for text, in rows]
@@ -145,7 +149,7 @@ class SqliteStore:
         for start in range(0, len(unique), 500):  # under SQLite's bound-parameter limit
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for text, in self._read(f"SELECT state FROM url_states WHERE url IN ({marks})", chunk):
+            for text, in self._read(f"SELECT state FROM url_lifecycle WHERE url IN ({marks})", chunk):
                 state = _state(text)
                 found[state.url] = state
         return found
@@ -176,11 +180,11 @@ class SqliteStore:
         return rows[0][0] if rows else 0
 
     def counts(self, now: float) -> StoreCounts:
-        return count_states((_state(text) for text, in self._read("SELECT state FROM url_states")), now)
+        return count_states((_state(text) for text, in self._read("SELECT state FROM url_lifecycle")), now)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._read(
-            "SELECT state FROM url_states WHERE phase = 'dead' ORDER BY updated_at DESC, url LIMIT ?", (limit,)
+            "SELECT state FROM url_lifecycle WHERE phase = 'dead' ORDER BY updated_at DESC, url LIMIT ?", (limit,)
         )
         return [dead_letter(_state(text)) for text, in rows]
 
@@ -189,7 +193,7 @@ class SqliteStore:
             return db.execute("INSERT OR IGNORE INTO flush_requests (win) VALUES (?)", (window,)).rowcount == 1
 
     def pending_in_window(self, window: int) -> int:
-        (count,), = self._read("SELECT COUNT(*) FROM url_states WHERE phase = 'pending' AND win = ?", (window,))
+        (count,), = self._read("SELECT COUNT(*) FROM url_lifecycle WHERE phase = 'pending' AND win = ?", (window,))
         return count
 
     def close(self) -> None:

@@ -12,11 +12,17 @@ unconditioned (RowExistenceExpectation.IGNORE): re-putting a due row and touchin
 index, both idempotent, keyed by hash, and checked by `ref`/`touch`.
 
 The order of writes, and so crash safety, is `keyvalue.KeyValueStore`'s.
+
+Every client the store uses, built here or passed in, gets `BoundedRetries`: the SDK's own
+default retries a busy service 20 times with sleeps up to 3 s each, longer than a function
+runs; a store call should rather fail fast as StoreError and let the invocation be retried.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
+import time
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from urllib.parse import parse_qs, urlsplit
 
@@ -50,6 +56,14 @@ from .keyvalue import KeyValueStore, PendingRow, StoredRecord, record_from_field
 if TYPE_CHECKING:
     from ..credentials import Credentials
 
+# One call's worst case: (1 + MAX_RETRIES) answers of up to SOCKET_TIMEOUT, plus at most
+# MAX_RETRIES * MAX_RETRY_DELAY of sleep: 4 * 3 + 3 = 15 s, well inside a function's timeout.
+SOCKET_TIMEOUT = 3.0
+MAX_RETRIES = 3
+MAX_RETRY_DELAY = 1.0
+READY_TIMEOUT = 120.0  # how long create_schema waits for a new table to answer
+READY_POLL = 1.0
+
 TRANSIENT_CODES = frozenset({
     "OTSServerBusy", "OTSTimeout", "OTSServerUnavailable", "OTSInternalServerError",
     "OTSNotEnoughCapacityUnit", "OTSPartitionUnavailable", "OTSTableNotReady",
@@ -63,6 +77,8 @@ SDK_LOGGER = "handler.stores.tablestore.sdk"
 EXIST = RowExistenceExpectation.EXPECT_EXIST
 NOT_EXIST = RowExistenceExpectation.EXPECT_NOT_EXIST
 IGNORE = RowExistenceExpectation.IGNORE
+# A key no row ever has: create_schema reads it until the new table answers.
+READY_PROBE_PK = "schema#ready-probe"
 # Column types of the URL record: a column keeps one type across writes, so reads compare alike.
 _DOUBLE_COLUMNS = frozenset({"not_before", "lease_until", "keep_until", "updated_at", "task_at", "failing_since"})
 
@@ -101,6 +117,21 @@ def _all(*conditions: SingleColumnCondition) -> Any:
     return combined
 
 
+def _filter_columns(condition: Any) -> list[str]:
+    """The columns a column condition or filter looks at."""
+    if isinstance(condition, CompositeColumnCondition):
+        return [name for sub in condition.sub_conditions for name in _filter_columns(sub)]
+    return [condition.column_name] if condition is not None else []
+
+
+def _columns_to_get(columns: list[str] | None, column_filter: Any) -> list[str] | None:
+    """`columns` plus the filter's own: the service filters only on the columns a read asks for, so a
+    filter on a column left out finds it missing on every row (None: every column, the filter's too)."""
+    if columns is None or column_filter is None:
+        return columns
+    return list(dict.fromkeys([*columns, *_filter_columns(column_filter)]))
+
+
 def _when(expectation: str, *conditions: SingleColumnCondition) -> Condition:
     return Condition(expectation, _all(*conditions) if conditions else None)
 
@@ -118,16 +149,30 @@ class TablestoreStore(KeyValueStore):
         endpoint: str | None = None,
         credentials: "Credentials | None" = None,
         client: Any = None,
+        socket_timeout: float = SOCKET_TIMEOUT,
+        max_retries: int = MAX_RETRIES,
+        max_retry_delay: float = MAX_RETRY_DELAY,
+        ready_timeout: float = READY_TIMEOUT,
+        ready_poll: float = READY_POLL,
     ) -> None:
         self.instance = instance
         self.table = table
         self.endpoint = endpoint
+        self.socket_timeout = socket_timeout  # applies to a client built here; one passed in keeps its own
+        self.retry_policy = BoundedRetries(max_retries, max_retry_delay)
+        self.ready_timeout = ready_timeout
+        self.ready_poll = ready_poll
         self._credentials = credentials
         self._client = client
+        if client is not None:
+            client.retry_policy = self.retry_policy
 
     @classmethod
-    def from_url(cls, url: str, *, credentials: "Credentials | None" = None) -> "TablestoreStore":
-        """`tablestore://INSTANCE/TABLE?endpoint=https://INSTANCE.REGION.ots.aliyuncs.com`."""
+    def from_url(cls, url: str, *, credentials: "Credentials | None" = None, **options: Any) -> "TablestoreStore":
+        """`tablestore://INSTANCE/TABLE?endpoint=https://INSTANCE.REGION.ots.aliyuncs.com`.
+
+        `options` are the constructor's keyword options (socket_timeout, max_retries, ...), for tests.
+        """
         parts = urlsplit(url)
         instance, table = parts.netloc, parts.path.strip("/")
         if parts.scheme != "tablestore" or not instance or not table or "/" in table:
@@ -140,7 +185,7 @@ class TablestoreStore(KeyValueStore):
         if not endpoint:
             raise ValueError(f"Tablestore store URL needs ?endpoint=https://{instance}.REGION.ots.aliyuncs.com")
         check_endpoint(endpoint, "store endpoint")
-        return cls(instance, table, endpoint=endpoint, credentials=credentials)
+        return cls(instance, table, endpoint=endpoint, credentials=credentials, **options)
 
     @property
     def client(self) -> Any:
@@ -152,8 +197,8 @@ class TablestoreStore(KeyValueStore):
             logging.getLogger(SDK_LOGGER).setLevel(logging.CRITICAL)
             self._client = tablestore.OTSClient(
                 self.endpoint, credentials.access_key_id, credentials.access_key_secret, self.instance,
-                sts_token=credentials.security_token, socket_timeout=10, logger_name=SDK_LOGGER,
-                retry_policy=_FewRetries(),
+                sts_token=credentials.security_token, socket_timeout=self.socket_timeout, logger_name=SDK_LOGGER,
+                retry_policy=self.retry_policy,
             )
         return self._client
 
@@ -178,6 +223,8 @@ class TablestoreStore(KeyValueStore):
             raise StoreError(f"Tablestore {operation} failed: client error (HTTP {exc.get_http_status()})") from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:  # the SDK lets network errors through raw
             raise StoreError(f"Tablestore {operation} failed: {type(exc).__name__} (network)") from exc
+        except (struct.error, OverflowError) as exc:  # the SDK's encoder packs ints as int64 and lets this through
+            raise StoreError(f"Tablestore {operation} failed: a value does not fit its column type ({exc})") from exc
 
     def _write(self, operation: str, *args: Any) -> bool:
         """A conditional write: True if it happened, False if its condition did not hold."""
@@ -196,6 +243,7 @@ class TablestoreStore(KeyValueStore):
         column_filter: Any = None, page: int | None = None,
     ) -> Iterator[Row]:
         """Every row of a key range, following the next start key from page to page."""
+        columns = _columns_to_get(columns, column_filter)
         while start is not None:
             _, start, rows, _ = self._call(
                 "get_range", self.table, direction, start, end, columns, page, column_filter, 1,
@@ -241,8 +289,8 @@ class TablestoreStore(KeyValueStore):
     def _due_rows(self, window: int, shard: int, *, now: float, page_size: int) -> Iterator[PendingRow | None]:
         pk = keys.pending_pk(window, shard)
         seen = False
-        for row in self._partition(pk, column_filter=_is("not_before", float(now), ComparatorType.LESS_EQUAL),
-                                   page=page_size):
+        due = _is("not_before", float(now), ComparatorType.LESS_EQUAL)
+        for row in self._partition(pk, columns=["url", "ref"], column_filter=due, page=page_size):
             seen = True
             c = _columns(row)
             yield PendingRow(url=c["url"], window=window, ref=c["ref"])
@@ -302,16 +350,43 @@ class TablestoreStore(KeyValueStore):
         try:
             self._call("create_table", meta, options, ReservedThroughput(CapacityUnit(0, 0)))
         except StoreError as exc:
-            cause = exc.__cause__
-            if not (isinstance(cause, OTSServiceError) and cause.get_error_code() == "OTSObjectAlreadyExist"):
+            if _code_of(exc) != "OTSObjectAlreadyExist":
                 raise
+        # Also when it existed: another process may have created it a moment ago.
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        """Read a key that never exists until the table stops answering OTSTableNotReady.
+
+        A new table refuses reads and writes for a while after CreateTable returns; the first
+        writes of init-store (or of a function run right after it) would fail with it.
+        """
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            try:
+                self._get(_pk(READY_PROBE_PK))
+                return
+            except StoreError as exc:
+                if _code_of(exc) != "OTSTableNotReady":
+                    raise
+            if time.monotonic() + self.ready_poll > deadline:
+                raise StoreError(f"Tablestore table {self.table!r} still not ready after {self.ready_timeout:g} s")
+            time.sleep(self.ready_poll)
 
     def close(self) -> None:
         self._client = None  # the SDK keeps a connection pool and has no close; let it go
 
 
-class _FewRetries(tablestore.DefaultRetryPolicy):
-    """The SDK's retry rules, with a budget that fits a function's timeout (the default allows 20 retries)."""
+def _code_of(error: StoreError) -> str | None:
+    """The service's error code behind a StoreError, if a service error caused it."""
+    cause = error.__cause__
+    return cause.get_error_code() if isinstance(cause, OTSServiceError) else None
 
-    max_retry_times = 3
-    max_retry_delay = 1
+
+class BoundedRetries(tablestore.DefaultRetryPolicy):
+    """The SDK's rules for what to retry (throttling on every operation, server errors on reads), with a
+    budget that fits a function's timeout: `max_retries` retries sleeping at most `max_retry_delay` each."""
+
+    def __init__(self, max_retries: int = 3, max_retry_delay: float = 1.0) -> None:
+        self.max_retry_times = max_retries
+        self.max_retry_delay = max_retry_delay

@@ -2,10 +2,12 @@
 
 - sqlite: a fresh file in tmp_path;
 - dynamodb: a fresh table in the session's dynalite, over real HTTP on loopback;
-- tablestore: the in-memory fake of the SDK client (there is no Tablestore emulator).
+- tablestore: a fresh table on the session's local Tablestore double, through the real SDK
+  over HTTP, its pages cut at 7 rows so every range read has to follow next start keys.
 
 `backend` opens further stores on the same state (as separate invocations would), and
-gives a store URL where another process can open it too.
+gives a store URL where another process can open it too (each backend's credentials are in
+the environment, which processes started by the test inherit).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from typing import Callable
 import pytest
 
 ADAPTERS = ["sqlite", "dynamodb", "tablestore"]
+TABLESTORE_PAGE_ROWS = 7  # the service may cut a page anywhere: callers must follow next start keys
 
 
 @dataclass
 class Backend:
     name: str
     open: Callable[[], object]  # another Store on the same shared state
-    url: str | None  # for other processes; None when the state lives in this process only
+    url: str  # for other processes
 
 
 @pytest.fixture(params=ADAPTERS)
@@ -53,14 +56,14 @@ def backend(request: pytest.FixtureRequest, tmp_path) -> Backend:
         DynamoDbStore.from_url(url).create_schema()
         backend = Backend("dynamodb", tracked(lambda: DynamoDbStore.from_url(url)), url)
     else:
-        from fakes.tablestore_client import FakeOTSClient
+        double = request.getfixturevalue("tablestore_double")
+        request.getfixturevalue("tablestore_env")
+        url = request.getfixturevalue("tablestore_store_url")
         from handler.stores.tablestore import TablestoreStore
 
-        service = FakeOTSClient(page_size=7)  # small pages, so every range read has to follow next keys
-        TablestoreStore("prewarm", "prewarm_state", client=service).create_schema()
-        backend = Backend(
-            "tablestore", tracked(lambda: TablestoreStore("prewarm", "prewarm_state", client=service)), None
-        )
+        double.configure(page_rows=TABLESTORE_PAGE_ROWS)
+        TablestoreStore.from_url(url).create_schema()
+        backend = Backend("tablestore", tracked(lambda: TablestoreStore.from_url(url)), url)
     yield backend
     for store in opened:
         store.close()

@@ -153,7 +153,71 @@ def test_the_account_refusing_quota_mid_flush_defers_the_rest_to_the_next_day(de
     status = d.cli_json("status", "--now", "2026-11-23T10:00:02Z")
     assert status["pending"] == status["deferred"] == 300 and status["quota_remaining"] == 0
 
-    d.double.set_quota(remain=1000)  # the account's day turns too
+    d.double.set_quota(quota=1000, remain=1000)  # the account's day turns too
     after = d.cli_json("flush", "--now", "2026-11-23T16:00:00Z")
     assert after["pushed"] == 300 and after["quota_day"] == "2026-11-24"
     assert sorted(d.double.pushed_urls) == sorted(f"https://cdn.example.com/{k}" for k in keys)
+
+
+def test_status_tells_the_accounts_quota_the_next_reset_and_the_oldest_wait(deploy, tmp_path):
+    d = deploy(double={"quota": 500})
+    d.double.set_quota(remain=120)
+    d.double.set_quota(remain=7000, kind="file")
+    d.cli("ingest", "--now", "2026-11-23T10:00:05Z", _write(tmp_path, "e.json", _keys_payload(["a.css", "b.css"])))
+    status = d.cli_json("status", "--now", "2026-11-23T10:30:00Z")
+    assert status["account_preload_remaining"] == 120 == d.double.quota_remaining()
+    assert status["account_refresh_remaining"] == 7000
+    assert status["next_reset"] == "2026-11-23T16:00:00+00:00"  # 00:00 UTC+8
+    assert status["oldest_pending_seconds"] == 1800  # queued in the window that opened at 10:00:00
+    assert status["backlog_days"] == 0.0 and status["pending"] == 2
+    offline = d.cli_json("status", "--offline", "--now", "2026-11-23T10:30:00Z")
+    assert offline["account_preload_remaining"] is None and offline["account_refresh_remaining"] is None
+
+    d.cli("flush", "--now", "2026-11-23T10:31:00Z")
+    after = d.cli_json("status", "--offline", "--now", "2026-11-23T10:31:01Z")
+    assert after["oldest_pending_seconds"] is None and after["pushed"] == 2
+    assert sorted(after["last_task_ids"]) == sorted({r["TaskId"] for r in d.double.model.records()})
+
+
+def test_an_upload_without_an_etag_is_still_pushed(deploy, tmp_path):
+    d = deploy()
+    event = _keys_payload(["no-etag.js"])
+    del event["events"][0]["oss"]["object"]["eTag"]
+    path = _write(tmp_path, "e.json", event)
+    d.cli("ingest", "--now", "2026-11-23T10:00:05Z", path)
+    d.cli("ingest", "--now", "2026-11-23T10:00:06Z", path)  # a redelivery: the same event
+    report = d.cli_json("flush", "--now", "2026-11-23T10:01:00Z")
+    assert report["pushed"] == 1 and d.double.pushed_urls == ["https://cdn.example.com/no-etag.js"]
+
+
+def test_an_idle_flush_makes_no_api_call(deploy):
+    d = deploy()
+    for minute in range(3):
+        report = d.cli_json("flush", "--now", f"2026-11-23T10:0{minute}:00Z")
+        assert report["calls"] == report["refresh_calls"] == 0
+    assert d.double.received == []  # not even DescribeRefreshQuota
+
+
+def test_higher_priority_rules_win_when_quota_is_short(deploy, tmp_path):
+    d = deploy(
+        cdn={"daily_quota": 2},
+        rules=[{"bucket": "my-bucket", "domains": ["cdn.example.com"], "prefix": "bulk/"},
+               {"bucket": "my-bucket", "domains": ["cdn.example.com"], "prefix": "hot/", "priority": 10}],
+    )
+    d.cli("ingest", "--now", "2026-11-23T10:00:05Z", _write(tmp_path, "a.json", _keys_payload(["bulk/1.js", "bulk/2.js"])))
+    d.cli("ingest", "--now", "2026-11-23T10:01:05Z", _write(tmp_path, "b.json", _keys_payload(["hot/1.js", "hot/2.js"])))
+    report = d.cli_json("flush", "--now", "2026-11-23T10:02:00Z")
+    assert report["pushed"] == 2 and report["deferred_to_next_day"] == 2
+    assert sorted(d.double.pushed_urls) == ["https://cdn.example.com/hot/1.js", "https://cdn.example.com/hot/2.js"]
+
+
+def test_a_backlog_that_outgrows_the_quota_logs_one_error_line_per_flush(deploy, tmp_path):
+    d = deploy(cdn={"daily_quota": 2})
+    keys = [f"k/{i}.js" for i in range(5)]
+    d.cli("ingest", "--now", "2026-11-23T10:00:05Z", _write(tmp_path, "e.json", _keys_payload(keys)))
+    result = d.cli("flush", "--now", "2026-11-23T10:01:00Z")
+    alerts = [line for line in result.stderr.decode().splitlines() if "backlog:" in line]
+    assert len(alerts) == 1 and "3 URLs wait for the next quota day" in alerts[0]
+    assert "the daily limit is 2 URLs" in alerts[0]
+    quiet = d.cli("flush", "--now", "2026-11-23T10:02:00Z")  # nothing due: the deferred wait for tomorrow
+    assert b"backlog:" not in quiet.stderr

@@ -59,6 +59,6 @@ def test_rotated_context_keys_rebuild_the_client_on_a_warm_instance(deploy):
     first = python310_context(access_key_id=TEST_AK, access_key_secret=TEST_SK, security_token="t1")
     rotated = python310_context(access_key_id=TEST_AK, access_key_secret=TEST_SK, security_token="t2")
     wiring = entry._instance()
-    client = wiring.prefetcher(first)
-    assert wiring.prefetcher(first) is client
-    assert wiring.prefetcher(rotated) is not client
+    client = wiring.cdn(first)
+    assert wiring.cdn(first) is client
+    assert wiring.cdn(rotated) is not client

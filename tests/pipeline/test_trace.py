@@ -9,79 +9,16 @@ ends up holding the origin's current version of every live object and nothing of
 from __future__ import annotations
 
 import json
-import random
 from collections import defaultdict
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
-from eventdata import oss_event
 from handler import entry
 from handler.local.cdn_double_model import object_key
-from handler.planning import parse_instant
+from handler.local.change_trace import BUCKET, DOMAIN, START, make_trace, payload, url_of
 from handler.settings import load_settings
 from handler.wiring import Wiring
-
-START = parse_instant("2026-11-23T16:00:00Z")  # 00:00 UTC+8: a quota day begins
-DAY = 86400
-EVENTS = 5000
-BUCKET, DOMAIN = "my-bucket", "cdn.example.com"
-
-
-@dataclass(frozen=True)
-class Op:
-    at: float
-    kind: str  # "write" | "delete"
-    key: str
-    version: str | None
-    why: str  # "new" | "repeat" | "overwrite" | "delete"
-
-
-def make_trace(seed: int) -> list[Op]:
-    """5,000 events over 3 days: 55% new objects, 30% identical re-uploads or redeliveries, 10% overwrites,
-    5% deletes (some of the object just written, inside its upload's window)."""
-    rng = random.Random(seed)
-    times = sorted(START + rng.uniform(0, 3 * DAY) for _ in range(EVENTS))
-    live: dict[str, str] = {}
-    last_written: str | None = None
-    ops: list[Op] = []
-    for n, at in enumerate(times):
-        roll = rng.random()
-        if not live or roll < 0.55:
-            key = f"site/{n:05d}/{rng.choice(['app.js', 'index.html', '图片 1.png', 'a+b.css'])}"
-            ops.append(Op(at, "write", key, f"E{n:05d}", "new"))
-        elif roll < 0.85:
-            key = rng.choice(sorted(live))
-            ops.append(Op(at, "write", key, live[key], "repeat"))
-        elif roll < 0.95:
-            key = rng.choice(sorted(live))
-            ops.append(Op(at, "write", key, f"E{n:05d}", "overwrite"))
-        else:
-            key = last_written if last_written in live and rng.random() < 0.4 else rng.choice(sorted(live))
-            ops.append(Op(at, "delete", key, None, "delete"))
-        op = ops[-1]
-        if op.kind == "write":
-            live[op.key] = op.version
-            last_written = op.key
-        else:
-            live.pop(op.key)
-    return ops
-
-
-def url_of(key: str) -> str:
-    from handler.urls import encode_path
-
-    return f"https://{DOMAIN}/{encode_path(key)}"
-
-
-def payload(op: Op) -> bytes:
-    if op.kind == "write":
-        event = oss_event(BUCKET, op.key, etag=op.version)
-    else:
-        event = oss_event(BUCKET, op.key, "ObjectRemoved:DeleteObject")
-        del event["events"][0]["oss"]["object"]["eTag"]
-    return json.dumps(event).encode()
 
 
 class Replay:
@@ -115,7 +52,8 @@ def test_three_days_of_changes_end_with_a_warm_current_cache(deploy, monkeypatch
     )
     d.double.set_open_origin(False)
     replay = Replay(d, monkeypatch)
-    ops = make_trace(seed=20261126)
+    ops = make_trace(seed=20261126)  # shared with the benchmark (bench/staleness.py)
+    assert {op.why for op in ops} == {"new", "repeat", "overwrite", "delete"} and len(ops) == 5000
     next_tick = START + 60
     for op in ops:
         while next_tick <= op.at:

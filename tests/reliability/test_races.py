@@ -47,7 +47,12 @@ def _dynamodb_store(tmp_path, request) -> tuple[str, dict]:
     return f"dynamodb://{table}?region=us-east-1&endpoint_url={endpoint}", env
 
 
-STORES = {"sqlite": _sqlite_store, "dynamodb": _dynamodb_store}
+def _tablestore_store(tmp_path, request) -> tuple[str, dict]:
+    double = request.getfixturevalue("tablestore_double_process")  # its own process: 11 processes call it
+    return double.store_url(f"race_{uuid.uuid4().hex[:12]}"), dict(double.env)
+
+
+STORES = {"sqlite": _sqlite_store, "dynamodb": _dynamodb_store, "tablestore": _tablestore_store}
 
 
 @pytest.mark.parametrize("store_kind", list(STORES))

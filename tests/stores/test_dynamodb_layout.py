@@ -17,6 +17,7 @@ from handler import lifecycle as lc
 from handler.ports import PREFETCH, StoreError
 from handler.stores import keys
 from handler.stores.dynamodb import DynamoDbStore
+from handler.stores.keyvalue import ORPHAN_GRACE_SECONDS, new_ref
 
 T0 = 1_700_000_000.0
 W = 28_333_333
@@ -111,11 +112,15 @@ def test_every_write_is_conditional(store, requests_sent):
 def test_a_crash_between_the_due_row_and_the_record_leaves_only_a_stale_row(store, client):
     url = "https://cdn.example.com/crash.jpg"
     # The invocation died after writing the due row, before writing the URL record.
-    store._put_pending_row(url, W, "ref-of-a-record-never-written", 0.0)
+    orphan = new_ref(T0)
+    store._put_pending_row(url, W, orphan, 0.0)
     store._touch_window_entry(W, keys.shard_of(url), "t")
-    assert claim(store, T0 + 100) == []  # the row names no record: stale, and deleted
+    assert claim(store, T0 + 100) == []  # the row names no record (yet): nothing to claim
     assert len(upload(store, [url], now=T0 + 1)) == 1  # the retried invocation queues it
     assert [(c.url, c.window) for c in claim(store, T0 + 100)] == [(url, W)]
+    claim(store, T0 + ORPHAN_GRACE_SECONDS + 1)  # long past any write under way: the orphan goes
+    rows = [i for i in items(client, store.table) if i["pk"]["S"].startswith("pending#")]
+    assert orphan not in {i["ref"]["S"] for i in rows}
 
 
 def test_stale_rows_and_drained_index_entries_are_cleaned_by_claim(store, client):
@@ -126,10 +131,12 @@ def test_stale_rows_and_drained_index_entries_are_cleaned_by_claim(store, client
     claim(store, T0 + 100)
     settle(store, [url], lc.refused, T0 + 101, reason="bad", keep_until=T0 + 10_000)
     client.put_item(TableName=store.table, Item=stale_row)  # as if the delete after settling had been lost
-    assert claim(store, T0 + 200, owner="p") == []
+    assert claim(store, T0 + 200, owner="p") == []  # young: it might be a write still under way; left alone
+    assert row_key["pk"]["S"] in {i["pk"]["S"] for i in items(client, store.table)}
+    assert claim(store, T0 + ORPHAN_GRACE_SECONDS + 1, owner="p") == []
     remaining = {i["pk"]["S"] for i in items(client, store.table)}
     assert row_key["pk"]["S"] not in remaining  # the URL record says dead: the row went
-    claim(store, T0 + 300, owner="p")
+    claim(store, T0 + ORPHAN_GRACE_SECONDS + 2, owner="p")
     remaining = {i["pk"]["S"] for i in items(client, store.table)}
     assert not any(pk.startswith("windows#") for pk in remaining)  # and so did the empty window's entry
 

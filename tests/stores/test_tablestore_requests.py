@@ -1,223 +1,287 @@
-"""The exact requests the Tablestore store sends, as recorded by the fake client; and the fake's own fidelity."""
+"""What the Tablestore store asks of the service, as the local double received it through the real SDK.
+
+The contract suite checks what the store does; these tests check how: every write that decides
+anything is conditional, no column condition lets a missing column pass, filtered reads name
+the columns their filter looks at, errors are translated by code after a bounded number of the
+SDK's own retries, and a new table is waited for.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
-import urllib3.exceptions
-from tablestore import (
-    INF_MAX,
-    INF_MIN,
-    ComparatorType,
-    CompositeColumnCondition,
-    Condition,
-    Direction,
-    LogicalOperator,
-    OTSClientError,
-    OTSServiceError,
-    Row,
-    RowExistenceExpectation,
-    SingleColumnCondition,
-)
+import tablestore.client
 
-from fakes.tablestore_client import FakeOTSClient, FakeUnsupported
+from handler import lifecycle as lc
 from handler.credentials import Credentials
-from handler.ports import StoreError
+from handler.ports import PREFETCH, StoreError
 from handler.stores import keys
 from handler.stores.tablestore import TablestoreStore
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLE = "prewarm_state"
 T0 = 1_700_000_000.0
 W = 28_333_333
 URL = "https://cdn.example.com/a.jpg"
-EXIST = RowExistenceExpectation.EXPECT_EXIST
-NOT_EXIST = RowExistenceExpectation.EXPECT_NOT_EXIST
-IGNORE = RowExistenceExpectation.IGNORE
+WRITES = ("PutRow", "UpdateRow", "DeleteRow")
+FAST = {"max_retry_delay": 0.01, "ready_poll": 0.05}  # the budget's shape, without the waiting
 
 
 @pytest.fixture
-def fake() -> FakeOTSClient:
-    return FakeOTSClient()
+def open_store(tablestore_store_url, tablestore_credentials):
+    opened: list[TablestoreStore] = []
+
+    def make(**options) -> TablestoreStore:
+        store = TablestoreStore.from_url(tablestore_store_url, credentials=tablestore_credentials, **options)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
 
 
 @pytest.fixture
-def store(fake) -> TablestoreStore:
-    store = TablestoreStore("prewarm", TABLE, client=fake)
+def store(open_store, tablestore_double) -> TablestoreStore:
+    store = open_store(**FAST)
     store.create_schema()
-    fake.calls.clear()
+    tablestore_double.clear_calls()
     return store
 
 
-def singles(condition) -> list[SingleColumnCondition]:
-    """Every SingleColumnCondition inside a column condition."""
-    if condition is None:
-        return []
-    if isinstance(condition, CompositeColumnCondition):
-        return [s for sub in condition.sub_conditions for s in singles(sub)]
-    return [condition]
+@pytest.fixture
+def slept(monkeypatch) -> list[float]:
+    """The SDK's retry sleeps, recorded instead of slept."""
+    delays: list[float] = []
+    monkeypatch.setattr(tablestore.client.time, "sleep", delays.append)
+    return delays
 
 
-def described(condition: Condition) -> tuple:
-    """A condition as plain data: (expectation, {(column, comparator, value, pass_if_missing)})."""
-    return condition.row_existence_expectation, {
-        (s.column_name, s.comparator, s.column_value, s.pass_if_missing) for s in singles(condition.column_condition)
-    }
+def writes(double) -> list:
+    return [r for r in double.requests() if r.operation in WRITES]
 
 
-def writes(fake, method=None):
-    return [c for c in fake.calls if c.method in ("put_row", "update_row", "delete_row") and method in (None, c.method)]
+def partition(request) -> str:
+    return request.request["key"][0].partition("#")[0]
 
 
-def url_pk(url=URL):
-    return [("pk", keys.url_pk(url)), ("sk", "-")]
+def upload(store, urls, *, version="v1", window=W, now=T0):
+    return store.update({u: partial(lc.written, url=u, version=version, window=window, now=now, mode=lc.AUTO)
+                         for u in urls}, now)
 
 
-def test_a_new_url_is_written_record_first_then_row_then_index(store, fake):
-    assert store.add_pending(W, [URL], T0) == [URL]
-    calls = writes(fake)
-    assert [(c.method, c.table) for c in calls] == [("put_row", TABLE)] * 2 + [("update_row", TABLE)]
-    record, row, index = calls
-    assert record.primary_key == url_pk()
-    assert described(record.condition) == (NOT_EXIST, set())
-    columns = dict((c[0], c[1]) for c in record.row.attribute_columns)
-    assert columns["state"] == "pending" and columns["win"] == W and columns["url"] == URL
+def claim(store, *, now=T0 + 120, owner="flusher", limit=100):
+    return store.claim(max_window=None, now=now, limit=limit, owner=owner, lease_seconds=300)
+
+
+def a_day_of_work(store) -> None:
+    """Every kind of write the store makes: uploads, claims, pushes, releases, refusals, forgetting, quota."""
+    urls = [f"https://cdn.example.com/{i}.png" for i in range(6)]
+    upload(store, urls)
+    upload(store, urls[:2])  # a redelivery
+    claim(store)
+    states = store.states(urls)
+    store.update({u: partial(lc.push_accepted, owner="flusher", task_id="t", pushed=states[u].version, now=T0 + 121,
+                             mode=lc.AUTO) for u in urls[:2]}, T0 + 121)
+    store.update({urls[2]: partial(lc.released, owner="flusher", not_before=T0 + 900, reason="quota", now=T0 + 121)},
+                 T0 + 121)
+    store.update({urls[3]: partial(lc.refused, owner="flusher", reason="bad", now=T0 + 121, keep_until=T0 + 9e9)},
+                 T0 + 121)
+    store.update({urls[4]: lambda state: None}, T0 + 122)
+    upload(store, [urls[5]], version="v2", window=W + 3, now=T0 + 130)  # an overwrite moves it to another window
+    claim(store, now=T0 + 10**4, owner="checker")
+    store.reserve_quota(PREFETCH, "d", 5, 10)
+    store.reserve_quota(PREFETCH, "d", 9, 10)
+    store.release_quota(PREFETCH, "d", 3)
+    store.request_flush(W)
+    store.request_flush(W)
+    store.dead_letters()
+    store.counts(T0)
+
+
+# -- conditions -------------------------------------------------------------------------------
+
+
+def test_a_new_url_writes_its_due_row_then_the_index_then_its_record_if_absent(store, tablestore_double):
+    assert set(upload(store, [URL])) == {URL}
+    row, index, record = writes(tablestore_double)
     shard = keys.shard_of(URL)
-    assert row.primary_key == [("pk", keys.pending_pk(W, shard)), ("sk", keys.url_hash(URL))]
-    assert described(row.condition) == (IGNORE, set())  # idempotent re-put of a derived row
-    assert index.primary_key == [("pk", keys.windows_pk(shard)), ("sk", keys.window_key(W))]
+    assert (row.operation, row.request["key"], row.request["expectation"]) == (
+        "PutRow", list(keys.pending_key(W, URL)), "IGNORE")  # re-putting a due row is idempotent
+    assert (index.operation, index.request["key"], index.request["expectation"]) == (
+        "UpdateRow", list(keys.window_entry_key(W, shard)), "IGNORE")  # touching the index too
+    assert (record.operation, record.request["key"], record.request["expectation"], record.request["conditions"]) == (
+        "PutRow", [keys.url_pk(URL), keys.NO_SORT_KEY], "EXPECT_NOT_EXIST", [])
 
 
-def test_re_adding_after_the_horizon_is_conditioned_on_the_dedupe_gate(store, fake):
-    store.add_pending(W, [URL], T0)
-    store.claim(max_window=None, now=T0 + 100, limit=5, owner="o", lease_seconds=60)
-    store.mark_pushed({URL: "t"}, now=T0 + 101, keep_until=T0 + 200)
-    fake.calls.clear()
-    assert store.add_pending(W + 5, [URL], T0 + 300) == [URL]
-    puts = [c for c in writes(fake, "put_row") if c.primary_key == url_pk()]
-    assert [described(c.condition) for c in puts] == [
-        (NOT_EXIST, set()),
-        (EXIST, {("state", ComparatorType.NOT_EQUAL, "pending", False),
-                 ("keep_until", ComparatorType.LESS_EQUAL, T0 + 300, False)}),
-    ]
+def test_every_deciding_write_is_conditional(store, tablestore_double):
+    a_day_of_work(store)
+    done = writes(tablestore_double)
+    assert {partition(r) for r in done} == {"url", "pending", "windows", "quota", "flush", "dead"}
+    unconditioned = [r for r in done if r.request["expectation"] == "IGNORE" and not r.request["conditions"]]
+    # Only the two idempotent derived writes: re-putting a due row (PutRow), touching the index (UpdateRow).
+    assert {(r.operation, partition(r)) for r in unconditioned} == {("PutRow", "pending"), ("UpdateRow", "windows")}
+    for r in done:
+        if partition(r) == "url" and r.request["expectation"] == "EXPECT_EXIST":
+            assert r.request["conditions"] == [{"column": "rev", "comparator": "EQUAL", "pass_if_missing": False}]
 
 
-def test_a_lease_is_taken_on_condition_that_the_url_is_still_free_and_due(store, fake):
-    store.add_pending(W, [URL], T0)
-    fake.calls.clear()
-    store.claim(max_window=None, now=T0 + 100, limit=5, owner="o", lease_seconds=60)
-    (lease,) = [c for c in writes(fake, "update_row") if c.primary_key == url_pk()]
-    expectation, conditions = described(lease.condition)
-    assert expectation == EXIST
-    ref = next(value for column, _, value, _ in conditions if column == "ref")
-    assert conditions == {
-        ("state", ComparatorType.EQUAL, "pending", False),
-        ("ref", ComparatorType.EQUAL, ref, False),
-        ("lease_until", ComparatorType.LESS_EQUAL, T0 + 100, False),
-        ("not_before", ComparatorType.LESS_EQUAL, T0 + 100, False),
-        ("attempts", ComparatorType.EQUAL, 0, False),
-    }
-    assert lease.condition.column_condition.combinator == LogicalOperator.AND
-    assert ("lease_owner", "o") in [tuple(c[:2]) for c in lease.row.attribute_columns["PUT"]]
-
-
-def test_defer_and_mark_dead_are_conditioned_on_the_owner(store, fake):
-    store.add_pending(W, [URL, URL + "2"], T0)
-    store.claim(max_window=None, now=T0 + 100, limit=5, owner="o", lease_seconds=60)
-    fake.calls.clear()
-    store.defer("o", [URL], not_before=T0 + 500, reason="retry", count_attempt=True)
-    store.mark_dead("o", {URL + "2": "bad"}, now=T0 + 101, keep_until=T0 + 900)
-    deciding = [c for c in writes(fake, "update_row") if c.primary_key[0][1].startswith("url#")]
-    assert len(deciding) == 2
-    for call in deciding:
-        expectation, conditions = described(call.condition)
-        assert expectation == EXIST
-        assert ("state", ComparatorType.EQUAL, "pending", False) in conditions
-        assert ("lease_owner", ComparatorType.EQUAL, "o", False) in conditions
-    assert "lease_owner" in deciding[0].row.attribute_columns["DELETE_ALL"]
-
-
-def test_quota_is_a_compare_and_set_on_the_value_read(store, fake):
-    store.reserve_quota("2026-01-01", 5, 10)
-    store.reserve_quota("2026-01-01", 9, 10)
-    pk = [("pk", "quota#2026-01-01"), ("sk", "-")]
-    calls = [c for c in writes(fake) if c.primary_key == pk]
-    assert [(c.method, described(c.condition)) for c in calls] == [
-        ("put_row", (NOT_EXIST, set())),
-        ("update_row", (EXIST, {("used", ComparatorType.EQUAL, 5, False)})),
-    ]
-    assert calls[1].row.attribute_columns == {"PUT": [("used", 10)]}
-
-
-def test_request_flush_is_a_put_if_absent(store, fake):
-    assert store.request_flush(W) is True
-    assert store.request_flush(W) is False
-    calls = writes(fake)
-    assert [(c.primary_key, described(c.condition)) for c in calls] == [
-        ([("pk", keys.flush_pk(W)), ("sk", "-")], (NOT_EXIST, set()))
-    ] * 2
-
-
-def test_no_column_condition_ever_passes_a_missing_column(store, fake):
-    """The SDK's pass_if_missing defaults to True: every condition the store builds says False."""
-    store.add_pending(W, [f"https://a/{i}" for i in range(6)], T0)
-    store.add_pending(W, ["https://a/0"], T0 + 1)
-    store.claim(max_window=None, now=T0 + 100, limit=10, owner="o", lease_seconds=60)
-    store.mark_pushed({"https://a/0": "t"}, now=T0 + 101, keep_until=T0 + 200)
-    store.mark_dead("o", {"https://a/1": "bad"}, now=T0 + 101, keep_until=T0 + 200)
-    store.mark_dead("x", {"https://a/2": "bad"}, now=T0 + 101, keep_until=T0 + 200)
-    store.defer("o", ["https://a/2", "https://a/3"], not_before=T0 + 150, reason="r", count_attempt=True)
-    store.add_pending(W + 9, ["https://a/0"], T0 + 300)
-    store.record_dead(W, {"https://a/9": "too long"}, now=T0, keep_until=T0 + 10)
-    store.reserve_quota("d", 5, 10)
-    store.release_quota("d", 3)
-    store.claim(max_window=None, now=T0 + 1000, limit=10, owner="p", lease_seconds=60)
-    store.claim(max_window=None, now=T0 + 1000, limit=10, owner="q", lease_seconds=60)
-    conditions = [s for c in fake.calls for s in singles(getattr(c.condition, "column_condition", None))]
-    conditions += [s for c in fake.calls for s in singles(c.extra.get("column_filter"))]
+def test_no_column_condition_or_filter_ever_passes_a_missing_column(store, tablestore_double):
+    """The SDK's pass_if_missing defaults to True; a missing column passing would break every compare-and-set."""
+    a_day_of_work(store)
+    requests = tablestore_double.requests()
+    conditions = [c for r in requests for c in r.request.get("conditions", []) + r.request.get("filter", [])]
     assert len(conditions) > 20
-    assert all(s.pass_if_missing is False for s in conditions)
-    assert {c.table for c in fake.calls} == {TABLE}
-    assert {c.method for c in fake.calls} <= {"put_row", "update_row", "delete_row", "get_row", "get_range"}
+    assert all(c["pass_if_missing"] is False for c in conditions)
+    assert any(r.request.get("filter") for r in requests)  # claim's reads were filtered
+    assert {r.request.get("table") for r in requests} == {store.table}
 
 
-def test_create_schema_declares_one_table_and_tolerates_an_existing_one(fake):
-    store = TablestoreStore("prewarm", TABLE, client=fake)
-    store.create_schema()
-    store.create_schema()
-    (first, second) = [c for c in fake.calls if c.method == "create_table"]
-    assert first.table == TABLE
-    assert first.extra["schema"] == [("pk", "STRING"), ("sk", "STRING")]
-    options = first.extra["options"]
-    assert (options.time_to_live, options.max_version) == (-1, 1)
-    capacity = first.extra["reserved_throughput"].capacity_unit
-    assert (capacity.read, capacity.write) == (0, 0)
+def test_a_filtered_read_asks_for_the_columns_its_filter_looks_at(store, tablestore_double):
+    """The service filters on the columns read only: a filter column left out reads as missing on every row."""
+    upload(store, [URL])
+    tablestore_double.clear_calls()
+    assert [s.url for s in claim(store)] == [URL]
+    filtered = [r.request for r in tablestore_double.requests("GetRange") if r.request["filter"]]
+    assert filtered
+    for read in filtered:
+        assert read["columns"], "a filtered read of every column would hide the bug this pins"
+        assert {c["column"] for c in read["filter"]} <= set(read["columns"])
 
 
-@pytest.mark.parametrize("error, expected", [
-    (OTSServiceError(503, "OTSServerBusy", "busy", "r1"), "OTSServerBusy"),
-    (OTSServiceError(503, "OTSServerUnavailable", "down", "r1"), "OTSServerUnavailable"),
-    (OTSServiceError(500, "OTSInternalServerError", "oops", "r1"), "OTSInternalServerError"),
-    (OTSServiceError(503, "OTSTimeout", "slow", "r1"), "OTSTimeout"),
-    (OTSServiceError(403, "OTSAuthFailed", "Signature mismatch for secret-value", "r1"), "OTSAuthFailed"),
-    (OTSClientError("connection reset"), "client error"),
-    (urllib3.exceptions.NewConnectionError(None, "refused"), "network"),
-    (urllib3.exceptions.ReadTimeoutError(None, "/GetRow", "timed out"), "network"),
+def test_quota_is_a_compare_and_set_on_the_value_read(store, tablestore_double):
+    store.reserve_quota(PREFETCH, "d", 5, 10)
+    store.reserve_quota(PREFETCH, "d", 9, 10)
+    counter = [r for r in writes(tablestore_double) if partition(r) == "quota"]
+    assert [(r.operation, r.request["expectation"], r.request["conditions"]) for r in counter] == [
+        ("PutRow", "EXPECT_NOT_EXIST", []),
+        ("UpdateRow", "EXPECT_EXIST", [{"column": "used", "comparator": "EQUAL", "pass_if_missing": False}]),
+    ]
+
+
+def test_request_flush_is_a_put_if_absent(store, tablestore_double):
+    assert (store.request_flush(W), store.request_flush(W)) == (True, False)
+    assert [(r.request["key"], r.request["expectation"], r.outcome) for r in writes(tablestore_double)] == [
+        ([keys.flush_pk(W), keys.NO_SORT_KEY], "EXPECT_NOT_EXIST", "OK"),
+        ([keys.flush_pk(W), keys.NO_SORT_KEY], "EXPECT_NOT_EXIST", "OTSConditionCheckFail"),
+    ]
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code, retried", [
+    ("OTSServerBusy", True), ("OTSQuotaExhausted", True), ("OTSRowOperationConflict", True),
+    ("OTSServerUnavailable", True), ("OTSInternalServerError", True), ("OTSTimeout", True),  # on a read
+    ("OTSAuthFailed", False), ("OTSParameterInvalid", False),
 ])
-def test_sdk_failures_become_store_errors_by_code(store, fake, error, expected):
-    fake.fail_next("get_row", error)
-    with pytest.raises(StoreError, match=expected) as caught:
-        store.quota_used("d")
-    assert caught.value.__cause__ is error
+def test_service_errors_become_store_errors_by_code_after_bounded_retries(store, tablestore_double, slept, code,
+                                                                         retried):
+    tablestore_double.inject(operation="GetRow", code=code, probability=1.0)  # with the service's own message
+    with pytest.raises(StoreError, match=code) as caught:
+        store.quota_used(PREFETCH, "d")
+    assert caught.value.__cause__.get_error_code() == code
+    assert tablestore_double.calls("GetRow") == (4 if retried else 1)
+    assert sum(slept) <= 3 * FAST["max_retry_delay"]
+
+
+def test_a_service_message_is_not_repeated_in_the_store_error(store, tablestore_double):
+    """A service message may quote what the caller sent; only OTSParameterInvalid's detail is worth showing."""
+    tablestore_double.inject(operation="GetRow", code="OTSAuthFailed", message="mismatch for secret-value")
+    with pytest.raises(StoreError, match="OTSAuthFailed") as caught:
+        store.quota_used(PREFETCH, "d")
     assert "secret-value" not in str(caught.value)
 
 
-def test_a_missing_table_is_a_store_error_naming_the_cure(fake):
+def test_a_throttled_write_is_retried_and_a_timed_out_one_is_not(store, tablestore_double, slept):
+    """The SDK retries writes only on throttling codes: a timed-out write may have been applied."""
+    tablestore_double.inject(operation="PutRow", code="OTSServerBusy", count=2)
+    assert store.request_flush(W) is True
+    assert tablestore_double.calls("PutRow") == 3
+    tablestore_double.inject(operation="PutRow", code="OTSTimeout")
+    with pytest.raises(StoreError, match="OTSTimeout"):
+        store.request_flush(W + 1)
+    assert tablestore_double.calls("PutRow") == 4
+
+
+def test_a_dropped_connection_is_a_network_store_error(store, tablestore_double):
+    tablestore_double.inject(operation="GetRow", drop=True)
+    with pytest.raises(StoreError, match="network"):
+        store.quota_used(PREFETCH, "d")
+
+
+def test_the_default_budget_bounds_a_busy_service(open_store, tablestore_double, slept):
+    store = open_store()
+    store.create_schema()
+    tablestore_double.clear_calls()
+    tablestore_double.inject(operation="GetRow", code="OTSServerBusy", probability=1.0)
+    with pytest.raises(StoreError, match="OTSServerBusy"):
+        store.quota_used(PREFETCH, "d")
+    assert tablestore_double.calls("GetRow") == 4 and sum(slept) <= 3.0
+    assert store.client.socket_timeout == 3.0
+
+
+def test_a_client_passed_in_gets_the_same_bounded_retries(tablestore_double, tablestore_table, make_ots_client, slept):
+    """Without it, the SDK's default would try 21 times and sleep ~40 s: longer than the function may run."""
+    store = TablestoreStore(tablestore_double.credentials.instance, tablestore_table, client=make_ots_client())
+    store.create_schema()
+    tablestore_double.clear_calls()
+    tablestore_double.inject(operation="GetRow", code="OTSServerBusy", probability=1.0)
+    with pytest.raises(StoreError):
+        store.quota_used(PREFETCH, "d")
+    assert tablestore_double.calls("GetRow") == 4 and sum(slept) <= 3.0
+
+
+def test_a_missing_table_is_a_store_error_naming_the_cure(open_store):
     with pytest.raises(StoreError, match="init-store"):
-        TablestoreStore("prewarm", "nope", client=fake).quota_used("d")
+        open_store().quota_used(PREFETCH, "d")
+
+
+def test_an_int_beyond_int64_is_a_store_error(store):
+    with pytest.raises(StoreError, match="does not fit"):
+        store.reserve_quota(PREFETCH, "d", 2**63, 2**64)
+
+
+# -- a new table ------------------------------------------------------------------------------
+
+
+def test_create_schema_declares_the_key_and_waits_until_the_new_table_answers(open_store, tablestore_double):
+    tablestore_double.configure(table_not_ready_seconds=0.6)
+    store = open_store(**FAST)
+    store.create_schema()
+    assert tablestore_double.instance.tables[store.table].schema == [("pk", "STRING"), ("sk", "STRING")]
+    probes = tablestore_double.requests("GetRow")
+    assert probes[0].outcome == "OTSTableNotReady" and probes[-1].outcome == "OK"
+    assert store.request_flush(W) is True  # the first write after create_schema does not meet a table not ready
+
+
+def test_create_schema_waits_also_for_a_table_someone_else_just_created(open_store, tablestore_double):
+    open_store(**FAST).create_schema()
+    second = open_store(**FAST)
+    # As if another process had created the table a moment ago: it is not ready again yet.
+    tablestore_double.instance.tables[second.table].ready_at = tablestore_double.instance.clock() + 0.6
+    tablestore_double.clear_calls()
+    second.create_schema()
+    assert [r.outcome for r in tablestore_double.requests("CreateTable")] == ["OTSObjectAlreadyExist"]
+    assert tablestore_double.requests("GetRow")[0].outcome == "OTSTableNotReady"
+    assert second.request_flush(W) is True
+
+
+def test_create_schema_gives_up_on_a_table_that_never_gets_ready(open_store, tablestore_double):
+    tablestore_double.configure(table_not_ready_seconds=60)
+    with pytest.raises(StoreError, match="not ready after"):
+        open_store(ready_timeout=0.3, **FAST).create_schema()
+
+
+def test_create_schema_tolerates_an_existing_table(store, tablestore_double):
+    store.create_schema()
+    assert [r.outcome for r in tablestore_double.requests("CreateTable")] == ["OTSObjectAlreadyExist"]
+
+
+# -- opening ----------------------------------------------------------------------------------
 
 
 def test_credentials_are_resolved_only_when_the_client_is_first_needed(monkeypatch):
@@ -235,9 +299,10 @@ def test_credentials_are_resolved_only_when_the_client_is_first_needed(monkeypat
     assert "the-secret" not in repr(given.__dict__.get("_credentials"))
 
 
-def test_from_url_refuses_malformed_urls():
+def test_from_url_refuses_malformed_urls_and_plain_http_off_loopback():
     for bad in ["tablestore://prewarm", "tablestore://prewarm/t?colour=red", "tablestore://prewarm/t",
-                "tablestore://prewarm/t?endpoint=http://prewarm.cn-hangzhou.ots.aliyuncs.com"]:
+                "tablestore://prewarm/t?endpoint=http://prewarm.cn-hangzhou.ots.aliyuncs.com",
+                "tablestore://inst/tbl?endpoint=http://10.0.0.1:80"]:
         with pytest.raises(ValueError):
             TablestoreStore.from_url(bad)
 
@@ -247,62 +312,3 @@ def test_importing_the_adapter_loads_neither_boto3_nor_requests():
             "print(sorted(m for m in ('boto3', 'botocore', 'requests') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
-
-
-# -- the fake behaves like the service ----------------------------------------------------------
-
-
-@pytest.fixture
-def table(fake):
-    from tablestore import CapacityUnit, ReservedThroughput, TableMeta, TableOptions
-
-    fake.create_table(TableMeta("t", [("pk", "STRING"), ("sk", "STRING")]), TableOptions(),
-                      ReservedThroughput(CapacityUnit(0, 0)))
-    return "t"
-
-
-def test_fake_pass_if_missing_defaults_to_true_as_in_the_sdk(fake, table):
-    pk = [("pk", "a"), ("sk", "b")]
-    fake.put_row(table, Row(pk, [("x", 1)]))
-    loose = Condition(EXIST, SingleColumnCondition("missing", 5, ComparatorType.EQUAL))
-    assert fake.update_row(table, Row(pk, {"PUT": [("y", 2)]}), loose)[1] is None  # passed
-    strict = Condition(EXIST, SingleColumnCondition("missing", 5, ComparatorType.EQUAL, pass_if_missing=False))
-    with pytest.raises(OTSServiceError) as caught:
-        fake.update_row(table, Row(pk, {"PUT": [("y", 3)]}), strict)
-    assert (caught.value.get_http_status(), caught.value.get_error_code()) == (403, "OTSConditionCheckFail")
-
-
-def test_fake_row_existence_and_composites(fake, table):
-    pk = [("pk", "a"), ("sk", "b")]
-    fake.put_row(table, Row(pk, [("n", 5)]), Condition(NOT_EXIST))
-    with pytest.raises(OTSServiceError):
-        fake.put_row(table, Row(pk, [("n", 6)]), Condition(NOT_EXIST))
-    with pytest.raises(OTSServiceError):
-        fake.delete_row(table, Row([("pk", "zz"), ("sk", "b")]), Condition(EXIST))
-    either = CompositeColumnCondition(LogicalOperator.OR)
-    either.add_sub_condition(SingleColumnCondition("n", 1, ComparatorType.EQUAL, pass_if_missing=False))
-    either.add_sub_condition(SingleColumnCondition("n", 5, ComparatorType.GREATER_EQUAL, pass_if_missing=False))
-    fake.update_row(table, Row(pk, {"INCREMENT": [("n", 2)]}), Condition(EXIST, either))
-    negated = CompositeColumnCondition(LogicalOperator.NOT)
-    negated.add_sub_condition(SingleColumnCondition("n", 7, ComparatorType.EQUAL, pass_if_missing=False))
-    with pytest.raises(OTSServiceError):
-        fake.update_row(table, Row(pk, {"PUT": [("m", 1)]}), Condition(EXIST, negated))
-    _, row, token = fake.get_row(table, pk, ["n"])
-    assert (row.primary_key, [c[:2] for c in row.attribute_columns], token) == (pk, [("n", 7)], None)
-    with pytest.raises(FakeUnsupported):  # comparing INTEGER with DOUBLE is not something to rely on
-        fake.update_row(table, Row(pk, {"PUT": [("m", 1)]}),
-                        Condition(EXIST, SingleColumnCondition("n", 7.0, ComparatorType.EQUAL)))
-
-
-def test_fake_get_range_pages_by_next_start_key_in_both_directions(fake, table):
-    for i in range(7):
-        fake.put_row(table, Row([("pk", "p"), ("sk", f"{i}")], [("v", i)]))
-    fake.put_row(table, Row([("pk", "q"), ("sk", "0")], [("v", 99)]))
-    start, end, seen = [("pk", "p"), ("sk", INF_MIN)], [("pk", "p"), ("sk", INF_MAX)], []
-    while start is not None:
-        _, start, rows, _ = fake.get_range(table, Direction.FORWARD, start, end, None, 3)
-        assert len(rows) <= 3
-        seen += [r.attribute_columns[0][1] for r in rows]
-    assert seen == list(range(7))
-    _, nxt, rows, _ = fake.get_range(table, Direction.BACKWARD, end, [("pk", "p"), ("sk", INF_MIN)], ["v"], 2)
-    assert [r.attribute_columns[0][1] for r in rows] == [6, 5] and nxt == [("pk", "p"), ("sk", "4")]

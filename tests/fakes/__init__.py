@@ -1,1 +1,0 @@
-"""Test doubles of outside systems that have no local emulator."""
