@@ -177,7 +177,8 @@ def _cmd_flush(args, wiring: Wiring, now: float) -> Outcome:
     report = flush(_open_store(wiring), wiring.cdn(), wiring.settings, now, flush_all=args.all)
     _print(
         args, report.as_dict(),
-        "pushed {pushed} URLs in {calls} calls, refreshed {refreshed}, verified {verified};"
+        "pushed {pushed} URLs in {calls} calls, refreshed {refreshed}, verified {verified},"
+        " resolved {resolved} lost answers;"
         " deferred {deferred}, dead-lettered {dead}",
     )
     if not args.json:
