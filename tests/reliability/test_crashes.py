@@ -39,6 +39,7 @@ def test_flusher_killed_at_random_points_loses_nothing(tmp_path, make_cdn_double
     total_urls = total_dups = 0
     worst = 0
     verified_total = 0
+    leaked = 0
 
     for trial in range(TRIALS):
         keys = [f"crash/{trial:02d}/{i:04d}.css" for i in range(KEYS_PER_TRIAL)]
@@ -81,8 +82,12 @@ def test_flusher_killed_at_random_points_loses_nothing(tmp_path, make_cdn_double
         status = json.loads(cli(cfg, "status", "--json", "--now", stamp(), env=env).stdout)
         assert status["pending"] == status["pushed"] == status["dead"] == 0, status
         assert status["verified"] == total_urls + len(expected), status
-        # Every push, the ones a kill made twice included, was counted once by us and once by the account.
-        assert status["quota_used"] == double.quota_counters()["preload"]["used"] == len(double.pushed_urls), status
+        # Every push the account took, the ones a kill made twice included, is on our counter too. A kill
+        # between reserving a batch's quota and the call leaves that reservation spent: at most one batch.
+        theirs = double.quota_counters()["preload"]["used"]
+        assert theirs == len(double.pushed_urls), (theirs, len(double.pushed_urls))
+        assert theirs <= status["quota_used"] <= theirs + (trial + 1) * CAP, (status["quota_used"], theirs)
+        leaked = status["quota_used"] - theirs
 
         pushed = Counter(u for u in double.pushed_urls[before:])
         lost = expected - set(pushed)
@@ -108,6 +113,7 @@ def test_flusher_killed_at_random_points_loses_nothing(tmp_path, make_cdn_double
         duplicates=total_dups,
         bound=f"<= max_urls_per_call ({CAP}) per kill; worst kill {worst}",
         figures="; ".join(f"{k}: {v}" for k, v in sorted(phases.items()))
-                + f"; verified {verified_total}/{total_urls} (flush --json); quota used = the double's = pushes",
+                + f"; verified {verified_total}/{total_urls} (flush --json); quota reserved but never sent "
+                  f"(killed between reserve and call): {leaked} units, bound {CAP} per kill",
         seconds=time.monotonic() - started,
     )
