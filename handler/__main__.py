@@ -1,4 +1,4 @@
-"""Command line: `python -m handler ingest|flush|status|dead-letters|init-store`. Wiring only."""
+"""Command line: `python -m handler ingest|flush|status|dead-letters|requeue|forget|init-store`. Wiring only."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from .events import is_timer_event, parse_event
 from .planning import QUOTA_TZ, next_quota_day_start, parse_instant, quota_day, quota_grant
 from .ports import PREFETCH, REFRESH, CdnCallFailed, StoreError
 from .prewarm import flush, ingest
+from .recovery import forget, requeue
 from .settings import load_settings
 from .wiring import Wiring
 
@@ -71,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         now = _now(args.now)
         settings = load_settings(args.config)
-        outcome = args.run(args, Wiring(settings), now)
+        # With --now, the adapters' clock (ambiguous calls, task searches) is that instant too.
+        wiring = Wiring(settings) if args.now is None else Wiring(settings, clock=lambda: now)
+        outcome = args.run(args, wiring, now)
     except (CliError, ValueError) as exc:  # ConfigError, missing credentials, a bad store URL, ...
         outcome = Outcome(EXIT_BAD_CONFIG_OR_INPUT, [str(exc)])
     except StoreError as exc:  # opening the store is configuration (see _open_store); this failed mid-way
@@ -174,7 +177,8 @@ def _cmd_flush(args, wiring: Wiring, now: float) -> Outcome:
     report = flush(_open_store(wiring), wiring.cdn(), wiring.settings, now, flush_all=args.all)
     _print(
         args, report.as_dict(),
-        "pushed {pushed} URLs in {calls} calls, refreshed {refreshed}, verified {verified};"
+        "pushed {pushed} URLs in {calls} calls, refreshed {refreshed}, verified {verified},"
+        " resolved {resolved} lost answers;"
         " deferred {deferred}, dead-lettered {dead}",
     )
     if not args.json:
@@ -326,6 +330,26 @@ def _cmd_dead_letters(args, wiring: Wiring, now: float) -> Outcome:
     for letter in letters:
         at = datetime.fromtimestamp(letter.at, timezone.utc).isoformat()
         _say(f"{at}  {letter.url}  {first_line(letter.reason)}")
+    return Outcome(EXIT_OK)
+
+
+def _cmd_requeue(args, wiring: Wiring, now: float) -> Outcome:
+    if args.all and (args.code is not None or args.url_glob is not None):
+        raise CliError("requeue: --all takes every dead letter; leave out --code and --url-glob, or --all")
+    if not args.all and args.code is None and args.url_glob is None:
+        raise CliError("requeue: say which dead letters: --code CODE, --url-glob PATTERN, or --all")
+    report = requeue(_open_store(wiring), now, mode=wiring.settings.refresh_before_prefetch, code=args.code,
+                     url_glob=args.url_glob, everything=args.all)
+    _print(args, report.as_dict(), "requeued {requeued} dead-lettered URLs of {matched} matched; the next flush takes them")
+    return Outcome(EXIT_OK)
+
+
+def _cmd_forget(args, wiring: Wiring, now: float) -> Outcome:
+    report = forget(_open_store(wiring), args.urls, now)
+    _print(args, report.as_dict(),
+           "forgot {forgotten} URLs ({unknown} unknown, {busy} held by a running flush); their next upload warms them")
+    if report.busy:
+        return Outcome(EXIT_FAILED, [f"{report.busy} URLs are held by a running flush: run forget again after it"])
     return Outcome(EXIT_OK)
 
 
@@ -486,6 +510,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=100, metavar="N",
                    help="list at most N dead letters (default: 100)")
     p.set_defaults(run=_cmd_dead_letters)
+
+    p = command("requeue", "put dead-lettered URLs back to pending; prints how many")
+    p.add_argument("--code", metavar="CODE", help="only dead letters whose reason carries this API code")
+    p.add_argument("--url-glob", metavar="PATTERN", help="only URLs matching this glob, e.g. 'https://cdn.example.com/img/*'")
+    p.add_argument("--all", action="store_true", help="every dead letter")
+    p.set_defaults(run=_cmd_requeue)
+
+    p = command("forget", "drop URLs' records, so that their next upload warms them as new")
+    p.add_argument("urls", nargs="+", metavar="URL", help="URLs as the store keeps them (see dead-letters)")
+    p.set_defaults(run=_cmd_forget)
 
     p = command("init-store", "create the store's tables")
     p.set_defaults(run=_cmd_init_store)

@@ -349,3 +349,25 @@ def task_found(state: UrlState | None, owner: str, task_id: str, *, now: float) 
     if not _settle(state, owner, now):
         return state
     return _unleased(state, task_id=task_id, not_before=now, updated_at=now)
+
+
+# -- recovery (an operator's commands) ---------------------------------------------------------
+
+
+def requeued(state: UrlState | None, *, now: float, mode: str) -> UrlState | None:
+    """A dead letter put back to pending, due now, its failures forgotten; anything else is left as it is.
+
+    It starts a new cycle: refreshed first if the CDN may hold a copy (as after an overwrite),
+    and given the whole give-up time again.
+    """
+    state = _remembered(state, now)
+    if state is None or state.phase != DEAD:
+        return state
+    return _new_cycle(state, state.version, window=state.window, now=now, mode=mode)
+
+
+def dropped(state: UrlState | None, *, now: float) -> UrlState | None:
+    """Forget the URL, so that its next upload is new work; a URL a flush holds right now is left alone."""
+    if state is not None and state.lease_owner is not None and state.lease_until > now:
+        return state
+    return None

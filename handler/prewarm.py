@@ -30,6 +30,8 @@ log = logging.getLogger("handler.prewarm")
 BATCHES_PER_CLAIM = 10
 # A call whose answer was lost and whose task the API does not list this long after is taken as not accepted.
 AMBIGUITY_SETTLE_SECONDS = 120
+# DescribeRefreshTaskById answers for up to 10 ids a call.
+TASK_IDS_PER_READ = 10
 
 
 class IngestReport:
@@ -187,6 +189,7 @@ class _Flush:
         self.keep_until = now + settings.dedupe_seconds
         self._account: AccountQuota | None = None
         self._account_read = False
+        self._used_at_read: dict[str, int] = {}  # our counters when the account's quota was read
         self._spent: set[str] = set()  # quota counters the account said are used up today
         self._stopped = False
 
@@ -347,10 +350,12 @@ class _Flush:
         cdn = self.settings.cdn
         used = self.store.quota_used(counter, self.day)
         account = self._account_quota()
+        remain = None if account is None else account.preload_remain if counter == PREFETCH else account.refresh_remain
+        if remain is not None:
+            # Read once per flush: what our counter gained since then came out of the account's remainder.
+            remain -= max(0, used - self._used_at_read.get(counter, used))
         if counter == PREFETCH:
-            remain = account.preload_remain if account else None
             return used + quota_grant(cdn.daily_limit, used, cdn.daily_limit, remain, cdn.quota_reserve)
-        remain = account.refresh_remain if account else None
         return used + quota_grant(cdn.daily_refresh_quota, used, cdn.daily_refresh_quota, remain, 0)
 
     def _account_quota(self) -> AccountQuota | None:
@@ -361,6 +366,7 @@ class _Flush:
                 self._account = self.cdn.account_quota()
             except CdnCallFailed as exc:
                 log.warning("cannot read the account's quota: %s", exc)
+            self._used_at_read = {c: self.store.quota_used(c, self.day) for c in (PREFETCH, REFRESH)}
         return self._account
 
     # -- checking tasks -----------------------------------------------------------------------
@@ -369,17 +375,21 @@ class _Flush:
         if not claims:
             return
         known = [s for s in claims if s.task_id]
-        statuses: dict[str, list[TaskStatus]] | None = {}
-        if known:
+        statuses: dict[str, list[TaskStatus]] = {}
+        unread: set[str] = set()
+        ids = sorted({s.task_id for s in known})
+        # One read per TASK_IDS_PER_READ ids: a failed read leaves only its own tasks unchecked this time.
+        for start in range(0, len(ids), TASK_IDS_PER_READ):
+            chunk = ids[start : start + TASK_IDS_PER_READ]
             try:
-                for task in self.cdn.task_statuses(sorted({s.task_id for s in known})):
+                for task in self.cdn.task_statuses(chunk):
                     statuses.setdefault(task.task_id, []).append(task)
             except CdnCallFailed as exc:
-                log.warning("cannot read task statuses: %s", exc)
-                statuses = None
+                log.warning("cannot read the status of %d tasks: %s", len(chunk), exc)
+                unread.update(chunk)
         changes: dict[str, Change] = {}
         for state in known:
-            changes[state.url] = self._after_check(state, statuses)
+            changes[state.url] = self._after_check(state, None if state.task_id in unread else statuses)
         for state in claims:
             if not state.task_id:
                 changes[state.url] = self._resolve(state)

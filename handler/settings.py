@@ -79,7 +79,6 @@ class Settings(NamedTuple):
     dedupe_seconds: int = 30 * 86400
     retry_after_seconds: int = 60
     give_up_after_seconds: int = 3 * 86400  # a URL failing (not refused) this long is dead-lettered
-    max_attempts: int = 8
     include_append: bool = False
     refresh_before_prefetch: str = "auto"  # auto | always | never
     on_delete: str = "refresh"  # refresh | ignore
@@ -135,6 +134,7 @@ def _parse_text(text: str, kind: str, where: str) -> Any:
 def parse_settings(data: Any) -> Settings:
     """Validate a parsed config mapping into Settings; raises ConfigError."""
     top = _Section(data, "config")
+    _refuse_retired(top)
     window_seconds = top.integer("window_seconds", 60, minimum=1)
     store = top.string("store", DEFAULT_STORE)
     _check_store_url(store)
@@ -154,7 +154,6 @@ def parse_settings(data: Any) -> Settings:
         dedupe_seconds=top.integer("dedupe_seconds", 30 * 86400, minimum=0),
         retry_after_seconds=top.integer("retry_after_seconds", 60, minimum=0),
         give_up_after_seconds=top.integer("give_up_after_seconds", 3 * 86400, minimum=0),
-        max_attempts=top.integer("max_attempts", 8, minimum=1),
         include_append=top.boolean("include_append", False),
         refresh_before_prefetch=top.choice("refresh_before_prefetch", "auto", ("auto", "always", "never")),
         on_delete=top.choice("on_delete", "refresh", ("refresh", "ignore")),
@@ -165,6 +164,19 @@ def parse_settings(data: Any) -> Settings:
     )
     top.finish()
     return settings
+
+
+RETIRED = {
+    "max_attempts": "max_attempts: retired; a failing URL is retried with back-off and dead-lettered after"
+                    " give_up_after_seconds (default 259200, 3 days): set that instead",
+}
+
+
+def _refuse_retired(top: "_Section") -> None:
+    """A config that still sets a retired key would silently mean something else now: refuse it."""
+    for key, message in RETIRED.items():
+        if key in top.data:
+            raise ConfigError(message)
 
 
 def _parse_cdn(section: "_Section") -> CdnSettings:

@@ -82,3 +82,20 @@ def test_missing_or_unreadable_config_says_so(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(ConfigError, match="invalid JSON"):
         load_settings(broken)
+
+
+@pytest.mark.parametrize("value", [8, 1, None, "3"])
+def test_retired_max_attempts_is_refused_naming_its_replacement(value):
+    """The core gives up after a time, not after a count: a config still counting attempts is refused."""
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"rules": [RULE], "max_attempts": value})
+    text = str(caught.value)
+    assert "\n" not in text
+    assert text.startswith("max_attempts: retired") and "give_up_after_seconds" in text
+
+
+def test_give_up_after_seconds_replaces_max_attempts():
+    settings = parse_settings({"rules": [RULE], "give_up_after_seconds": 3600})
+    assert settings.give_up_after_seconds == 3600
+    assert not hasattr(settings, "max_attempts")
+    assert parse_settings({"rules": [RULE]}).give_up_after_seconds == 3 * 86400

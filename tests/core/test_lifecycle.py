@@ -175,3 +175,31 @@ def test_settled_urls_are_forgotten_after_their_horizon():
 @pytest.mark.parametrize("state", [up(None, "v1"), verified("v1"), rm(verified("v1"))])
 def test_fields_round_trip(state: UrlState):
     assert UrlState.from_fields(state.to_fields()) == state
+
+
+def test_a_requeued_dead_letter_is_due_at_once_with_its_failures_forgotten():
+    failing = UrlState("https://cdn.example.com/a.js", lc.PENDING, 5, version="v1", failing_since=100.0, failures=7,
+                       task_failures=2)
+    died = lc.dead(failing, "gave up after 259200 s of failures: Throttling", now=300.0, keep_until=9e9)
+    again = lc.requeued(died, now=400.0, mode=lc.AUTO)
+    assert (again.phase, again.version, again.window, again.not_before) == (lc.PENDING, "v1", 5, 0.0)
+    assert (again.failures, again.failing_since, again.reason, again.refresh) == (0, 0.0, "", False)
+    assert again.task_failures == 2  # still counted in status' failed_tasks
+    pushed_before = lc.dead(UrlState(died.url, lc.PUSHED, 5, version="v2", pushed_version="v1"), "x", now=1, keep_until=9e9)
+    assert lc.requeued(pushed_before, now=2.0, mode=lc.AUTO).refresh  # the CDN may hold v1: refresh first
+
+
+def test_requeue_leaves_anything_but_a_remembered_dead_letter_alone():
+    pending = UrlState("https://cdn.example.com/a.js", lc.PENDING, 5, version="v1")
+    assert lc.requeued(pending, now=1.0, mode=lc.AUTO) is pending
+    assert lc.requeued(None, now=1.0, mode=lc.AUTO) is None
+    forgotten = lc.dead(pending, "x", now=1.0, keep_until=2.0)
+    assert lc.requeued(forgotten, now=3.0, mode=lc.AUTO) is None
+
+
+def test_a_dropped_url_is_forgotten_unless_a_flush_holds_it():
+    state = UrlState("https://cdn.example.com/a.js", lc.VERIFIED, 5, version="v1", keep_until=9e9)
+    assert lc.dropped(state, now=1.0) is None
+    held = lc.leased(UrlState(state.url, lc.PENDING, 5, version="v1"), "flusher", now=1.0, lease_seconds=300)
+    assert lc.dropped(held, now=2.0) is held
+    assert lc.dropped(held, now=400.0) is None  # its flusher's lease ran out

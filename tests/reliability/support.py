@@ -70,3 +70,14 @@ def urls_of(keys: Iterable[str], domains: Iterable[str] = DOMAINS) -> set[str]:
 def duplicates(pushed: list[str]) -> int:
     """How many pushes repeated a URL already pushed."""
     return sum(n - 1 for n in Counter(pushed).values())
+
+
+def preload_tasks(records: list[dict], status: str | None = None) -> Counter:
+    """URL -> how many prefetch tasks the double created for it (of `status` only, if given).
+
+    `records` is the double's `task_records()`: every task it ever made, more than its APIs show.
+    """
+    return Counter(
+        r["ObjectPath"] for r in records
+        if r["ObjectType"] == "preload" and (status is None or r["Status"] == status)
+    )

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from handler import entry
 from handler.cdn.client import CdnClient
 from handler.cdn.errors import CdnError, InvalidUrlError
-from handler.cdn.pushing import BatchPusher
+from handler.cdn.pushing import CdnAdapter
 from handler.credentials import Credentials
 from handler.settings import ConfigError, parse_settings
 
@@ -100,7 +100,7 @@ def _assert_clean(url: str) -> None:
 def test_hostile_event_payloads(tmp_path, make_cdn_double, monkeypatch, measurements):
     started = time.monotonic()
     double = make_cdn_double(quota=10_000_000)
-    cfg = config(double.base_url, f"sqlite:///{tmp_path / 'state.db'}", max_attempts=1)
+    cfg = config(double.base_url, f"sqlite:///{tmp_path / 'state.db'}")
     cfg["rules"].append({"bucket": "evil\r\nbucket", "domains": ["img.example.com"]})
     monkeypatch.setenv("PREWARM_CONFIG", str(write_json(tmp_path / "config.json", cfg)))
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_AK)
@@ -158,7 +158,7 @@ def test_hostile_url_lists_through_the_client(make_cdn_double, measurements):
     double = make_cdn_double(quota=10_000_000)
     settings_ = parse_settings(config(double.base_url, "sqlite:///:memory:", cdn={"max_retries": 0}))
     client = CdnClient(Credentials(TEST_AK, TEST_SK), settings_.cdn)
-    pusher = BatchPusher(client, settings_.cdn)
+    adapter = CdnAdapter(client, settings_.cdn)
     counts = {"refused locally": 0, "sent": 0, "examples": 0}
     url = st.one_of(
         st.builds(lambda d, k: f"https://{d}/{k}", st.sampled_from(sorted(DOMAINS)), keys),
@@ -179,8 +179,8 @@ def test_hostile_url_lists_through_the_client(make_cdn_double, measurements):
             counts["sent"] += 1
         else:
             counts["sent"] += 1
-        outcome = pusher.push(urls)  # never raises; every URL has exactly one fate
-        fates = [set(outcome.pushed), set(outcome.rejected), set(outcome.unpushed)]
+        outcome = adapter.push(urls)  # never raises; every URL has exactly one fate
+        fates = [set(outcome.accepted), set(outcome.rejected), set(outcome.unsent), set(outcome.ambiguous)]
         assert set().union(*fates) == set(urls) and sum(map(len, fates)) == len(set(urls))
 
     one_push()
@@ -192,7 +192,7 @@ def test_hostile_url_lists_through_the_client(make_cdn_double, measurements):
     measurements.record(
         "hostile-client",
         tried="lists of arbitrary text and of configured-domain URLs with control characters, CR/LF, huge paths "
-              "through CdnClient.push_object_cache and BatchPusher.push",
+              "through CdnClient.push_object_cache and CdnAdapter.push",
         runs=f"{counts['examples']} lists, {double.calls('PushObjectCache')} calls reached the double",
         lost=0, duplicates="-", bound="-",
         figures=f"refused locally before any call {counts['refused locally']}; sent {counts['sent']}; "
@@ -201,10 +201,12 @@ def test_hostile_url_lists_through_the_client(make_cdn_double, measurements):
     )
 
 
-NUMBERS = ["window_seconds", "lease_seconds", "dedupe_seconds", "retry_after_seconds", "max_attempts",
-           "cdn.max_urls_per_call", "cdn.daily_quota", "cdn.quota_reserve", "cdn.connect_timeout",
+NUMBERS = ["window_seconds", "lease_seconds", "dedupe_seconds", "retry_after_seconds", "give_up_after_seconds",
+           "refresh_settle_seconds", "cdn.max_urls_per_call", "cdn.daily_quota", "cdn.quota_reserve",
+           "cdn.max_urls_per_refresh", "cdn.daily_refresh_quota", "cdn.connect_timeout",
            "cdn.read_timeout", "cdn.max_retries", "cdn.retry_budget_seconds", "cdn.calls_per_second"]
 KNOWN = {"window_seconds", "store", "cdn", "rules", "lease_seconds", "dedupe_seconds", "retry_after_seconds",
+         "give_up_after_seconds", "refresh_before_prefetch", "on_delete", "refresh_settle_seconds",
          "max_attempts", "include_append", "flush_function"}
 
 
@@ -212,7 +214,11 @@ KNOWN = {"window_seconds", "store", "cdn", "rules", "lease_seconds", "dedupe_sec
 def bad_configs(draw):
     """(config, text the one-line error must contain)."""
     base = {"rules": [{"bucket": "b", "domains": ["cdn.example.com"]}], "cdn": {}}
-    kind = draw(st.sampled_from(["unknown", "wildcard", "empty-domains", "negative", "zero-window", "wrong-type"]))
+    kind = draw(st.sampled_from(["unknown", "wildcard", "empty-domains", "negative", "zero-window", "wrong-type",
+                                 "retired"]))
+    if kind == "retired":  # a config written for max_attempts: refused, naming what replaced it
+        base["max_attempts"] = draw(st.integers(1, 20) | json_values)
+        return base, "give_up_after_seconds"
     if kind == "unknown":
         name = draw(st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=15))
         where = draw(st.sampled_from(["top", "cdn", "rule"]))
@@ -263,7 +269,7 @@ def test_bad_config_refused_with_one_line(measurements):
     measurements.record(
         "hostile-config",
         tried="unknown keys (top, cdn, rule), wildcard domains, empty/null domain lists, negative and wrong-typed "
-              "numbers for every numeric key, a window of 0",
+              "numbers for every numeric key, a window of 0, the retired max_attempts",
         runs=f"{tried['n']} configs",
         lost="-", duplicates="-", bound="-",
         figures="every one refused at load with one ConfigError line naming the key",
