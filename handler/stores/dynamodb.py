@@ -198,7 +198,7 @@ class DynamoDbStore(KeyValueStore):
 
     def _put_pending_row(self, url: str, window: int, ref: str, not_before: float) -> None:
         item = {
-            **_key(*keys.pending_key(window, url)), "url": _s(url), "win": _n(window),
+            **_key(*keys.pending_key(window, url, ref)), "url": _s(url), "win": _n(window),
             "ref": _s(ref), "not_before": _n(not_before),
         }
         # The only other URL that could own this key is a SHA-1 collision: never overwrite it.
@@ -206,7 +206,7 @@ class DynamoDbStore(KeyValueStore):
             raise StoreError(f"DynamoDB: pending row key collision for {keys.url_hash(url)}")
 
     def _delete_pending_row(self, url: str, window: int, ref: str) -> None:
-        self._write("delete_item", "ref = :ref", {":ref": _s(ref)}, Key=_key(*keys.pending_key(window, url)))
+        self._write("delete_item", "ref = :ref", {":ref": _s(ref)}, Key=_key(*keys.pending_key(window, url, ref)))
 
     def _touch_window_entry(self, window: int, shard: int, touch: str) -> None:
         self._write(

@@ -4,7 +4,7 @@ Every row of the store is one of these (`H` = hex SHA-1 of the URL, `W` = window
 
     pk                      sk           what                                         written by
     url#H                   -            the URL record: its lifecycle state           update, claim
-    pending#W#S             H            a due row: "URL H may be due in W"            update (while the URL is active)
+    pending#W#S             H#REF        a due row: "URL H may be due in W"            update (while the URL is active)
     windows#S               W            the windows index: shard S of W has rows      update (deleted by claim when empty)
     dead                    T#H          a dead-letter entry, newest last (T = µs)     update (while the URL is dead)
     quota#C#DAY             -            counter C's quota used that day (`used`)      reserve_quota, release_quota
@@ -91,9 +91,12 @@ def group_by_shard(urls: list[str]) -> dict[int, list[str]]:
     return groups
 
 
-def pending_key(window: int, url: str) -> tuple[str, str]:
-    """(pk, sk) of the URL's pending row in `window`."""
-    return pending_pk(window, shard_of(url)), url_hash(url)
+def pending_key(window: int, url: str, ref: str) -> tuple[str, str]:
+    """(pk, sk) of the URL's due row in `window` made with token `ref`.
+
+    The token is part of the key: two uploads of one URL racing each write a row of their own, so
+    the loser's row can never overwrite the row the winner's record points to."""
+    return pending_pk(window, shard_of(url)), f"{url_hash(url)}#{ref}"
 
 
 def window_entry_key(window: int, shard: int) -> tuple[str, str]:

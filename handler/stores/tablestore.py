@@ -268,10 +268,10 @@ class TablestoreStore(KeyValueStore):
 
     def _put_pending_row(self, url: str, window: int, ref: str, not_before: float) -> None:
         columns = [("url", url), ("win", int(window)), ("ref", ref), ("not_before", float(not_before))]
-        self._write("put_row", Row(_pk(*keys.pending_key(window, url)), columns), _when(IGNORE))
+        self._write("put_row", Row(_pk(*keys.pending_key(window, url, ref)), columns), _when(IGNORE))
 
     def _delete_pending_row(self, url: str, window: int, ref: str) -> None:
-        self._write("delete_row", Row(_pk(*keys.pending_key(window, url))), _when(EXIST, _is("ref", ref)))
+        self._write("delete_row", Row(_pk(*keys.pending_key(window, url, ref))), _when(EXIST, _is("ref", ref)))
 
     def _touch_window_entry(self, window: int, shard: int, touch: str) -> None:
         update = {"PUT": [("win", int(window)), ("touch", touch)]}

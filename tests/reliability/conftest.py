@@ -34,6 +34,7 @@ SCENARIOS: dict[str, str] = {
     "recovery": "Recovery: requeue and forget through the CLI",
     "races-sqlite": "Races: 8 ingest processes and 3 flusher processes on one SQLite store",
     "races-dynamodb": "Races: 8 ingest processes and 3 flusher processes on DynamoDB (dynalite)",
+    "races-tablestore": "Races: 8 ingest processes and 3 flusher processes on Tablestore (the loopback wire double)",
     "hostile-events": "Hostile input: property-tested event payloads through the upload function",
     "hostile-client": "Hostile input: property-tested URL lists through the CDN client and batch pusher",
     "hostile-config": "Hostile input: property-tested bad configuration refused at load",

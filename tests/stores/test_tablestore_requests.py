@@ -109,8 +109,9 @@ def test_a_new_url_writes_its_due_row_then_the_index_then_its_record_if_absent(s
     assert set(upload(store, [URL])) == {URL}
     row, index, record = writes(tablestore_double)
     shard = keys.shard_of(URL)
-    assert (row.operation, row.request["key"], row.request["expectation"]) == (
-        "PutRow", list(keys.pending_key(W, URL)), "IGNORE")  # re-putting a due row is idempotent
+    assert (row.operation, row.request["key"][0], row.request["expectation"]) == (
+        "PutRow", keys.pending_pk(W, shard), "IGNORE")  # re-putting a due row is idempotent
+    assert row.request["key"][1].startswith(keys.url_hash(URL) + "#")  # keyed by the row's own token
     assert (index.operation, index.request["key"], index.request["expectation"]) == (
         "UpdateRow", list(keys.window_entry_key(W, shard)), "IGNORE")  # touching the index too
     assert (record.operation, record.request["key"], record.request["expectation"], record.request["conditions"]) == (
