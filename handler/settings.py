@@ -77,7 +77,6 @@ class Settings(NamedTuple):
     # How long a URL's version is remembered: cover the CDN's longest cache time, or an overwrite
     # after it is not recognised as one (and the CDN keeps serving the old copy).
     dedupe_seconds: int = 30 * 86400
-    retry_after_seconds: int = 60
     give_up_after_seconds: int = 3 * 86400  # a URL failing (not refused) this long is dead-lettered
     include_append: bool = False
     refresh_before_prefetch: str = "auto"  # auto | always | never
@@ -152,7 +151,6 @@ def parse_settings(data: Any) -> Settings:
         cdn=cdn,
         lease_seconds=top.integer("lease_seconds", 300, minimum=1),
         dedupe_seconds=top.integer("dedupe_seconds", 30 * 86400, minimum=0),
-        retry_after_seconds=top.integer("retry_after_seconds", 60, minimum=0),
         give_up_after_seconds=top.integer("give_up_after_seconds", 3 * 86400, minimum=0),
         include_append=top.boolean("include_append", False),
         refresh_before_prefetch=top.choice("refresh_before_prefetch", "auto", ("auto", "always", "never")),
@@ -169,6 +167,8 @@ def parse_settings(data: Any) -> Settings:
 RETIRED = {
     "max_attempts": "max_attempts: retired; a failing URL is retried with back-off and dead-lettered after"
                     " give_up_after_seconds (default 259200, 3 days): set that instead",
+    "retry_after_seconds": "retry_after_seconds: retired; a failing URL backs off by itself (60 s doubling to an"
+                           " hour) until give_up_after_seconds: remove the key",
 }
 
 

@@ -99,3 +99,9 @@ def test_give_up_after_seconds_replaces_max_attempts():
     assert settings.give_up_after_seconds == 3600
     assert not hasattr(settings, "max_attempts")
     assert parse_settings({"rules": [RULE]}).give_up_after_seconds == 3 * 86400
+
+
+def test_retired_retry_after_seconds_is_refused_with_one_line():
+    with pytest.raises(ConfigError) as refused:
+        parse_settings({"rules": [RULE], "retry_after_seconds": 60})
+    assert str(refused.value).startswith("retry_after_seconds: retired") and "\n" not in str(refused.value)

@@ -206,17 +206,6 @@ class CdnAdapter:
             refresh_quota=quota.url_quota,
         )
 
-    def remaining_quota(self) -> int | None:
-        """PreloadRemain now, or None when it cannot be read (for callers of the pre-lifecycle port)."""
-        try:
-            return self.account_quota().preload_remain
-        except CdnCallFailed as exc:
-            log.warning("cannot read the prefetch quota: %s", exc)
-            return None
-
-
-BatchPusher = CdnAdapter  # the name the wiring knows it by
-
 
 def _grouped_by_domain(urls: list[str]) -> list[str]:
     """URLs of one domain together, domains in order of first appearance, URLs in input order."""

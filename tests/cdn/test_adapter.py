@@ -19,7 +19,7 @@ from urllib3.exceptions import (
 
 from handler.cdn import errors
 from handler.cdn.client import CdnClient
-from handler.cdn.pushing import BatchPusher, CdnAdapter
+from handler.cdn.pushing import CdnAdapter
 from handler.credentials import Credentials
 from handler.local.cdn_double_model import PRELOAD, REFRESH
 from handler.ports import AccountQuota, CdnApi, CdnCallFailed, Problem, SubmitOutcome
@@ -61,9 +61,9 @@ def assert_partition(given: list[str], outcome: SubmitOutcome) -> None:
     assert sum(len(p) for p in places) == len(set(given)) and set().union(*places) == set(given)
 
 
-def test_the_adapter_is_the_port_and_keeps_its_old_name():
+def test_the_adapter_is_the_port():
     adapter: CdnApi = make_adapter("http://127.0.0.1:9")
-    assert BatchPusher is CdnAdapter and isinstance(adapter, CdnAdapter)
+    assert isinstance(adapter, CdnAdapter)
 
 
 # ---------------------------------------------------------------- the one code table

@@ -10,7 +10,7 @@ from handler.cdn.client import CdnClient
 from handler.cdn.pushing import CdnAdapter
 from handler.credentials import Credentials
 from handler.local.cdn_double import CdnDouble
-from handler.ports import Problem, SubmitOutcome
+from handler.ports import CdnCallFailed, Problem, SubmitOutcome
 from handler.settings import CdnSettings
 
 AK, SK = "test-ak", "test-sk-secret"
@@ -188,15 +188,16 @@ def test_a_lost_answer_marks_that_call_ambiguous_and_stops(cdn_double):
     assert cdn_double.pushed_urls == urls[:100]
 
 
-def test_remaining_quota_reads_preload_remain(cdn_double):
+def test_account_quota_reads_preload_remain(cdn_double):
     cdn_double.set_quota(quota=1000, remain=321)
-    assert make_pusher(cdn_double.base_url).remaining_quota() == 321
+    assert make_pusher(cdn_double.base_url).account_quota().preload_remain == 321
 
 
-def test_remaining_quota_is_none_when_the_api_refuses(cdn_double, caplog):
-    assert make_pusher(cdn_double.base_url, secret="wrong-secret").remaining_quota() is None
-    assert "SignatureDoesNotMatch" in caplog.text
-    assert "wrong-secret" not in caplog.text
+def test_account_quota_refused_is_a_config_problem_without_the_secret(cdn_double):
+    with pytest.raises(CdnCallFailed) as refused:
+        make_pusher(cdn_double.base_url, secret="wrong-secret").account_quota()
+    assert (refused.value.problem.kind, refused.value.problem.code) == (Problem.CONFIG, "SignatureDoesNotMatch")
+    assert "wrong-secret" not in str(refused.value)
 
 
 @pytest.fixture(scope="module")

@@ -201,7 +201,7 @@ def test_hostile_url_lists_through_the_client(make_cdn_double, measurements):
     )
 
 
-NUMBERS = ["window_seconds", "lease_seconds", "dedupe_seconds", "retry_after_seconds", "give_up_after_seconds",
+NUMBERS = ["window_seconds", "lease_seconds", "dedupe_seconds", "give_up_after_seconds",
            "refresh_settle_seconds", "cdn.max_urls_per_call", "cdn.daily_quota", "cdn.quota_reserve",
            "cdn.max_urls_per_refresh", "cdn.daily_refresh_quota", "cdn.connect_timeout",
            "cdn.read_timeout", "cdn.max_retries", "cdn.retry_budget_seconds", "cdn.calls_per_second"]

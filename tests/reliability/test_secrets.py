@@ -103,8 +103,7 @@ def test_no_secret_or_token_anywhere(tmp_path, make_cdn_double, echo_server, cap
 
     def run_cli(name: str, endpoint: str, signature: str, inject=None) -> None:
         cfg = write_json(tmp_path / f"{name}.json", config(endpoint, f"sqlite:///{tmp_path / name}.db",
-                                                           domains=domains, cdn={**fast, "signature": signature},
-                                                           retry_after_seconds=0))
+                                                           domains=domains, cdn={**fast, "signature": signature}))
         events = write_json(tmp_path / f"{name}-events.json", keys_payload([f"s/{name}/{i}.js" for i in range(3)]))
         # Each injected fault stops one flush; the fourth flush gets through and dead-letters gone.example.net.
         steps = [("ingest", str(events)), ("flush", "--all"), ("flush", "--all", "--json"), ("flush", "--all"),
