@@ -16,7 +16,7 @@ import pytest
 from handler import entry
 from handler.cdn import errors
 from handler.cdn.client import CdnClient
-from handler.cdn.pushing import BatchPusher
+from handler.cdn.pushing import CdnAdapter
 from handler.cdn.signing import percent_encode
 from handler.credentials import Credentials
 from handler.settings import parse_settings
@@ -177,7 +177,7 @@ def test_no_secret_or_token_anywhere(tmp_path, make_cdn_double, echo_server, cap
             raised.add(type(exc))
             texts += [(f"{mode} str", str(exc)), (f"{mode} repr", repr(exc)), (f"{mode} args", repr(exc.args)),
                       (f"{mode} traceback", "".join(traceback.format_exception(exc)))]
-            outcome = BatchPusher(client, settings.cdn).push(["https://cdn.example.com/y.js"])
+            outcome = CdnAdapter(client, settings.cdn).push(["https://cdn.example.com/y.js"])
             texts.append((f"{mode} outcome", repr(outcome)))
         client.close()
     assert {errors.FatalConfigError, errors.TransientError} <= raised
