@@ -9,10 +9,11 @@ with spaces and non-ASCII characters.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from handler.local import change_trace
 
 from .rig import BUCKET
 
@@ -94,21 +95,4 @@ def _new_key(rng: random.Random, n: int) -> str:
 def oss_payload(key: str, at: float) -> bytes:
     """A native OSS trigger payload with one ObjectCreated:PutObject record, as FC hands it over."""
     when = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    record = {
-        "eventName": "ObjectCreated:PutObject",
-        "eventSource": "acs:oss",
-        "eventTime": when,
-        "eventVersion": "1.0",
-        "oss": {
-            "bucket": {"arn": f"acs:oss:cn-hangzhou:1237050315505682:{BUCKET}", "name": BUCKET,
-                       "ownerIdentity": "1237050315505682", "virtualBucket": ""},
-            "object": {"deltaSize": 2048, "eTag": "0A9F4C3E8D6B2E1F7A5C3B9D1E8F2A4C", "key": key, "size": 2048},
-            "ossSchemaVersion": "1.0",
-            "ruleId": "9adac8e253828f4f7c0466d941fa3db81161e853",
-        },
-        "region": "cn-hangzhou",
-        "requestParameters": {"sourceIPAddress": "140.205.11.2"},
-        "responseElements": {"requestId": "6569A14B5E1C7A3037D4B5F2"},
-        "userIdentity": {"principalId": "203659937326178364"},
-    }
-    return json.dumps({"events": [record]}, ensure_ascii=False).encode("utf-8")
+    return change_trace.oss_payload(BUCKET, key, etag="0A9F4C3E8D6B2E1F7A5C3B9D1E8F2A4C", event_time=when, size=2048)

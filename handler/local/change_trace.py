@@ -81,15 +81,23 @@ def final_state(ops: list[Op]) -> tuple[dict[str, str], set[str]]:
 def payload(op: Op, bucket: str = BUCKET) -> bytes:
     """The native OSS trigger payload of one event: ObjectCreated:PutObject with the version as its ETag,
     or ObjectRemoved:DeleteObject (which carries no ETag)."""
-    obj: dict = {"deltaSize": 1024, "eTag": op.version, "key": op.key, "size": 1024}
-    name = "ObjectCreated:PutObject"
     if op.kind == "delete":
-        name = "ObjectRemoved:DeleteObject"
-        del obj["eTag"]
+        return oss_payload(bucket, op.key, event_name="ObjectRemoved:DeleteObject")
+    return oss_payload(bucket, op.key, etag=op.version)
+
+
+def oss_payload(
+    bucket: str, key: str, *, event_name: str = "ObjectCreated:PutObject", etag: str | None = None,
+    event_time: str = "2026-11-23T08:30:15.000Z", size: int = 1024,
+) -> bytes:
+    """A native OSS trigger payload with one record, as FC hands it over."""
+    obj: dict = {"deltaSize": size, "key": key, "size": size}
+    if etag is not None:
+        obj["eTag"] = etag
     record = {
-        "eventName": name,
+        "eventName": event_name,
         "eventSource": "acs:oss",
-        "eventTime": "2026-11-23T08:30:15.000Z",
+        "eventTime": event_time,
         "eventVersion": "1.0",
         "oss": {
             "bucket": {"arn": f"acs:oss:cn-hangzhou:1237050315505682:{bucket}", "name": bucket,

@@ -25,22 +25,11 @@ from handler.local.cdn_double_model import PRELOAD, REFRESH
 from handler.ports import AccountQuota, CdnApi, CdnCallFailed, Problem, SubmitOutcome
 from handler.settings import CdnSettings
 
+from .clock import FakeClock
+
 AK, SK = "test-ak", "test-sk-secret"
 T0 = 1_795_000_000.0  # 2026-11-18T11:06:40Z
 OBJ = "https://cdn.example.com/app.js"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def make_adapter(endpoint: str, *, session=None, clock=time.time, secret: str = SK, **overrides) -> CdnAdapter:

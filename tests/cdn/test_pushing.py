@@ -13,20 +13,9 @@ from handler.local.cdn_double import CdnDouble
 from handler.ports import CdnCallFailed, Problem, SubmitOutcome
 from handler.settings import CdnSettings
 
+from .clock import FakeClock
+
 AK, SK = "test-ak", "test-sk-secret"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def make_pusher(endpoint: str, secret: str = SK, **overrides) -> CdnAdapter:
