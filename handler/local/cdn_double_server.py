@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from .cdn_double_admin import admin_route
 from .cdn_double_auth import Incoming
 from .cdn_double_rules import ApiError, error_body, new_request_id, render
+from .loopback_server import LoopbackServer
 
 if TYPE_CHECKING:
     from .cdn_double import CdnDouble
@@ -51,8 +51,8 @@ class DoubleServer:
         self._refusing = False
         self._state_lock = threading.Lock()
 
-    def _listen(self, address) -> _TrackingServer:
-        http = _TrackingServer(address, self._handler)
+    def _listen(self, address) -> LoopbackServer:
+        http = LoopbackServer(address, self._handler)
         http.verbose = self._verbose
         return http
 
@@ -95,43 +95,6 @@ class DoubleServer:
             self.refuse(False)
 
         threading.Thread(target=run, name="cdn-double-refuse", daemon=True).start()
-
-
-class _TrackingServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # the default backlog of 5 makes concurrent callers wait a SYN retry (1 s)
-    verbose = False
-
-    def __init__(self, *args, **kwargs) -> None:
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request, client_address) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request, client_address) -> None:
-        # A caller that gave up (timeout, injected latency) leaves a broken pipe: not worth a traceback.
-        if self.verbose or not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        # Kept-alive connections would otherwise go on answering after stop().
-        with self._open_lock:
-            sockets, self._open = list(self._open), set()
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def _handler_for(double: CdnDouble) -> type[BaseHTTPRequestHandler]:

@@ -12,8 +12,10 @@ import sys
 import threading
 import traceback
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
+
+from .loopback_server import LoopbackServer
 
 if TYPE_CHECKING:
     from .tablestore_double import TablestoreDouble
@@ -36,7 +38,7 @@ class DoubleServer:
 
     def __init__(self, double: "TablestoreDouble", host: str, port: int) -> None:
         handler = type("Handler", (_Handler,), {"double": double})
-        self._http = _TrackingServer((host, port), handler)
+        self._http = LoopbackServer((host, port), handler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -57,41 +59,6 @@ class DoubleServer:
             self._thread = None
         self._http.close_connections()
         self._http.server_close()
-
-
-class _TrackingServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # the default backlog of 5 makes concurrent callers wait a SYN retry
-
-    def __init__(self, *args, **kwargs) -> None:
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request, client_address) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request, client_address) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a caller that gave up is no news
-            super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        # Kept-alive connections would otherwise go on answering after stop().
-        with self._open_lock:
-            sockets, self._open = list(self._open), set()
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
