@@ -127,7 +127,7 @@ def coldstart_rows(c) -> list[Row]:
         Row(f"cold start: import {UPLOAD_ENTRY} over bare python (in brackets: -X importtime total)",
             f"{ms(entry)} ({ms(c.importtime_ms[UPLOAD_ENTRY])})",
             f"{ms(sdk)} ({ms(c.importtime_ms[OFFICIAL_SDK])}) import {OFFICIAL_SDK}",
-            f"{ratio(sdk, entry)} less; median of {c.runs}; target < 50 ms", PASS if entry < 50.0 else FAIL),
+            f"{ratio(sdk, entry)} less; median of {c.runs}; target < 30 ms", PASS if entry < 30.0 else FAIL),
         Row(f"cold start: import {UPLOAD_ENTRY} and handle one upload (SQLite) over bare python",
             ms(c.over_bare_ms[FIRST_UPLOAD]), f"bare python {ms(c.bare_ms)}", f"median of {c.runs}", INFO),
         Row(f"cold start, flush path: import {UPLOAD_ENTRY} and {FLUSH_PATH} over bare python "

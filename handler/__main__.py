@@ -10,13 +10,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .destination import original_event
 from .events import is_timer_event, parse_event
-from .planning import QUOTA_TZ, next_quota_day_start, parse_instant, quota_day, quota_grant
+from .planning import QUOTA_OFFSET_SECONDS, next_quota_day_start, parse_instant, quota_day, quota_grant
 from .ports import PREFETCH, REFRESH, CdnCallFailed, StoreError
 from .prewarm import flush, ingest
 from .recovery import forget, requeue
@@ -220,7 +220,7 @@ def _cmd_status(args, wiring: Wiring, now: float) -> Outcome:
         "account_preload_remaining": account.preload_remain if account else None,
         "account_refresh_remaining": account.refresh_remain if account else None,
         "next_reset": _iso(reset),
-        "next_reset_utc8": datetime.fromtimestamp(reset, QUOTA_TZ).isoformat(),
+        "next_reset_utc8": datetime.fromtimestamp(reset, timezone(timedelta(seconds=QUOTA_OFFSET_SECONDS))).isoformat(),
         "oldest_pending_seconds": None if oldest is None else max(0, int(now - oldest * settings.window_seconds)),
         "backlog_days": round(waiting / cdn.daily_limit, 1),
         "last_tasks_at": _iso(counts.last_task_at) if counts.last_task_at else None,

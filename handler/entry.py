@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any
 
 from .events import parse_event
 from .prewarm import flush as flush_windows
@@ -18,7 +17,10 @@ from .prewarm import ingest
 from .settings import Settings, load_settings
 from .wiring import Wiring
 
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
 if TYPE_CHECKING:
+    from typing import Any
+
     from .ports import Store
 
 log = logging.getLogger("handler.entry")

@@ -17,8 +17,13 @@ space and are decoded exactly once; Amazon EventBridge documents no encoding for
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, NamedTuple
 from urllib.parse import unquote_plus
+
+from .values import ValueType
+
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 OBJECT_CREATED = "ObjectCreated:"
 OBJECT_REMOVED = "ObjectRemoved:"
@@ -37,7 +42,7 @@ class MalformedEvent(ValueError):
     """A payload or a record lacks what a storage event must have; the message says what."""
 
 
-class ObjectWritten(NamedTuple):
+class ObjectWritten(ValueType):
     """An object that was created or overwritten; `key` is the exact object name, already decoded."""
 
     bucket: str
@@ -56,7 +61,7 @@ class ObjectWritten(NamedTuple):
         return self.version_id or self.etag
 
 
-class ObjectRemoved(NamedTuple):
+class ObjectRemoved(ValueType):
     """An object that was deleted (or hidden by a delete marker); `key` is the exact object name."""
 
     bucket: str
@@ -71,7 +76,7 @@ class ObjectRemoved(NamedTuple):
 ObjectRecord = ObjectWritten | ObjectRemoved
 
 
-class Skipped(NamedTuple):
+class Skipped(ValueType):
     """A record (or, with index None, the whole payload) that was not used, and why."""
 
     index: int | None  # position in the payload's record list; None: the payload as a whole

@@ -17,7 +17,7 @@ they must stay pure: no clock, no randomness, no I/O. Jitter comes from a hash o
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from .values import ValueType
 
 PENDING = "pending"  # waiting for its window to close (and for quota): refresh first if `refresh`
 REFRESHING = "refreshing"  # a refresh task was submitted; the prefetch waits for it to complete
@@ -41,7 +41,7 @@ CHECK_FIRST_SECONDS = 60  # first look at a new task: refreshes take about 5 min
 CHECK_CAP_SECONDS = 600
 
 
-class UrlState(NamedTuple):
+class UrlState(ValueType):
     """Everything the store keeps about one URL."""
 
     url: str

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
-from typing import Sequence
+import time
 
-QUOTA_TZ = timezone(timedelta(hours=8), "UTC+8")  # Alibaba CDN quotas refill at 00:00:00 UTC+8
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
+if TYPE_CHECKING:
+    from typing import Sequence
+
+QUOTA_OFFSET_SECONDS = 8 * 3600  # Alibaba CDN quotas refill at 00:00:00 UTC+8
 _DAY = 86400
-_QUOTA_OFFSET = 8 * 3600
 
 
 def window_of(t: float, window_seconds: int) -> int:
@@ -28,13 +30,14 @@ def closed_before(now: float, window_seconds: int) -> int:
 
 def quota_day(t: float) -> str:
     """The quota day ("YYYY-MM-DD", in UTC+8) that instant t belongs to."""
-    return datetime.fromtimestamp(t, QUOTA_TZ).date().isoformat()
+    # Plain arithmetic rather than datetime: the upload path calls this, and datetime costs its import.
+    return time.strftime("%Y-%m-%d", time.gmtime(math.floor(t) + QUOTA_OFFSET_SECONDS))
 
 
 def next_quota_day_start(t: float) -> float:
     """Epoch seconds of the first 00:00:00 UTC+8 strictly after t."""
-    day_index = math.floor((t + _QUOTA_OFFSET) / _DAY)
-    return float((day_index + 1) * _DAY - _QUOTA_OFFSET)
+    day_index = math.floor((t + QUOTA_OFFSET_SECONDS) / _DAY)
+    return float((day_index + 1) * _DAY - QUOTA_OFFSET_SECONDS)
 
 
 def batches(urls: Sequence[str], cap: int) -> list[list[str]]:
@@ -63,6 +66,8 @@ def parse_instant(text: str) -> float:
     """ISO 8601 date-time ("Z" or an offset; naive means UTC) → epoch seconds; ValueError otherwise."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"expected an ISO 8601 time such as 2026-11-23T15:59:59Z, got {text!r}")
+    from datetime import datetime, timezone  # only the CLI and replays parse times
+
     cleaned = text.strip()
     if cleaned[-1] in "Zz":
         cleaned = cleaned[:-1] + "+00:00"

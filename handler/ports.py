@@ -8,14 +8,19 @@ writes can do atomically.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Callable, Mapping, NamedTuple, Protocol, Sequence
 
+from .values import ValueType
+
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
 if TYPE_CHECKING:
+    from typing import Callable, Mapping, Protocol, Sequence
+
     from .lifecycle import UrlState
 
-
-Change = Callable[["UrlState | None"], "UrlState | None"]
-"""A pure transition: the URL's new state (None: forget it), or the very state given (no change)."""
+    Change = Callable[[UrlState | None], UrlState | None]
+    """A pure transition: the URL's new state (None: forget it), or the very state given (no change)."""
+else:
+    Protocol = object  # the ports are contracts that type checkers check; at run time, plain classes
 
 PREFETCH = "preload"  # quota counters: the daily prefetch quota
 REFRESH = "refresh"  # and the daily URL refresh quota
@@ -41,7 +46,7 @@ class DeadLetter:
         return f"DeadLetter(url={self.url!r}, reason={self.reason!r}, window={self.window!r}, at={self.at!r})"
 
 
-class StoreCounts(NamedTuple):
+class StoreCounts(ValueType):
     pending: int  # waiting to be refreshed or pushed (pending and ready), due now or deferred
     deferred: int  # pending, told to wait (quota, back-off) rather than for its window
     refreshing: int  # waiting on a refresh task before their prefetch
@@ -111,7 +116,7 @@ class Problem:
     CONFIG = "config"  # credentials, permissions, account: nothing succeeds until a person fixes it
 
 
-class CallProblem(NamedTuple):
+class CallProblem(ValueType):
     """Why a CDN call did not go through: one of the Problem kinds, with the API's code and message."""
 
     kind: str  # a Problem constant
@@ -159,7 +164,7 @@ TASK_COMPLETE = "Complete"
 TASK_FAILED = "Failed"
 
 
-class TaskStatus(NamedTuple):
+class TaskStatus(ValueType):
     """One URL of a prefetch or refresh task, as the API reports it."""
 
     task_id: str
@@ -170,7 +175,7 @@ class TaskStatus(NamedTuple):
     description: str = ""  # why it failed, when it did
 
 
-class AccountQuota(NamedTuple):
+class AccountQuota(ValueType):
     """What the account has left today (DescribeRefreshQuota); None where the API did not say."""
 
     preload_remain: int | None

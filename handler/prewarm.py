@@ -11,18 +11,23 @@ import logging
 import os
 import time
 from functools import partial
-from typing import Callable, Sequence
 
 from . import lifecycle as lc
-from .events import ObjectRecord, ObjectRemoved
+from .events import ObjectRemoved
 from .lifecycle import UrlState
 from .planning import closed_before, next_quota_day_start, quota_day, quota_grant, window_of
 from .ports import (
-    BACKFILL, PREFETCH, REFRESH, TASK_COMPLETE, TASK_FAILED, TASK_PRELOAD, TASK_REFRESH, AccountQuota, CdnApi,
-    CdnCallFailed, Change, Problem, Store, SubmitOutcome, TaskStatus,
+    BACKFILL, PREFETCH, REFRESH, TASK_COMPLETE, TASK_FAILED, TASK_PRELOAD, TASK_REFRESH, CdnCallFailed, Problem,
 )
-from .settings import Settings
 from .urls import priority_for, urls_for
+
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from .events import ObjectRecord
+    from .ports import AccountQuota, CdnApi, Change, Store, SubmitOutcome, TaskStatus
+    from .settings import Settings
 
 log = logging.getLogger("handler.prewarm")
 

@@ -8,8 +8,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
 from urllib.parse import urlsplit
+
+from .values import ValueType
+
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
+if TYPE_CHECKING:
+    from typing import Any
 
 CONFIG_ENV = "PREWARM_CONFIG"  # a path to a YAML/JSON file, or inline JSON
 STORE_ENV = "PREWARM_STORE"  # overrides `store`
@@ -24,7 +30,7 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message is one line a person can act on."""
 
 
-class CdnSettings(NamedTuple):
+class CdnSettings(ValueType):
     endpoint: str = DEFAULT_ENDPOINT
     version: str = "2018-05-10"
     signature: str = "v3"
@@ -47,7 +53,7 @@ class CdnSettings(NamedTuple):
         return self.daily_quota - self.quota_reserve
 
 
-class Rule(NamedTuple):
+class Rule(ValueType):
     bucket: str
     domains: tuple[str, ...]
     scheme: str = "https"
@@ -59,7 +65,7 @@ class Rule(NamedTuple):
     priority: int = 0  # higher is pushed first when quota is short
 
 
-class FlushFunction(NamedTuple):
+class FlushFunction(ValueType):
     """The flush function that the upload function invokes asynchronously when a window is full."""
 
     service: str
@@ -68,7 +74,7 @@ class FlushFunction(NamedTuple):
     endpoint: str | None = None  # default: https://{account}.{region}-internal.fc.aliyuncs.com
 
 
-class Settings(NamedTuple):
+class Settings(ValueType):
     rules: tuple[Rule, ...]
     window_seconds: int = 60
     store: str = DEFAULT_STORE

@@ -9,17 +9,22 @@ key are never altered: "a//b" stays "a//b", a leading "/" stays (S3 allows it).
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import NamedTuple, Sequence
 from urllib.parse import quote
 
-from .events import ObjectRecord
-from .settings import Rule
+from .values import ValueType
+
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from .events import ObjectRecord
+    from .settings import Rule
 
 MAX_URL_LENGTH = 1024  # PushObjectCache refuses longer URLs
 _PRINTABLE_ASCII = frozenset(chr(c) for c in range(0x21, 0x7F))  # no space, no control characters
 
 
-class MappedUrls(NamedTuple):
+class MappedUrls(ValueType):
     """The URLs to prefetch for one record, and those that cannot be prefetched (url → reason)."""
 
     urls: list[str]

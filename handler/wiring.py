@@ -7,12 +7,13 @@ path of a SQLite or DynamoDB deployment never pays for `requests` or Tablestore.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
-from .settings import Settings
-
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
 if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from .settings import Settings
     from .credentials import Credentials
     from .ports import CdnApi, Store
 

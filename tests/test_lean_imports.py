@@ -1,4 +1,4 @@
-"""Cold start: the upload path of a SQLite deployment loads no HTTP stack, no cloud SDK, no YAML and no dataclasses."""
+"""Cold start: the upload path of a SQLite deployment loads no HTTP stack, no cloud SDK, no YAML, dataclasses or typing."""
 
 import json
 import subprocess
@@ -10,8 +10,8 @@ from eventdata import oss_event
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["requests", "urllib3", "boto3", "botocore", "tablestore", "fc2", "yaml", "alibabacloud_tea_openapi"]
 # The standard library's slow imports that the upload path has no use for: dataclasses pulls in inspect
-# (and with it ast, dis, tokenize); the value types there are NamedTuples and small plain classes.
-SLOW_STDLIB = ["dataclasses", "inspect"]
+# (and with it ast, dis, tokenize); typing is for type checkers only (handler/values.py says why).
+SLOW_STDLIB = ["dataclasses", "inspect", "typing"]
 
 PROBE = """
 import json, sys
@@ -22,7 +22,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in %r)))
 """ % (HEAVY + SLOW_STDLIB,)
 
 
-def test_an_upload_invocation_on_sqlite_imports_no_sdk_and_no_dataclasses(tmp_path):
+def test_an_upload_invocation_on_sqlite_imports_no_sdk_dataclasses_or_typing(tmp_path):
     config = {"store": f"sqlite:///{tmp_path / 'state.db'}", "rules": [{"bucket": "b", "domains": ["cdn.example.com"]}]}
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", PROBE],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..settings import ConfigError
 
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
 if TYPE_CHECKING:
     from ..credentials import Credentials
     from ..ports import Store

@@ -21,12 +21,15 @@ import uuid
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from ..lifecycle import ACTIVE, DEAD, UrlState, leased
-from ..ports import Change, DeadLetter, StoreCounts, StoreError
+from ..ports import DeadLetter, StoreCounts, StoreError
 from . import keys
 from .reports import count_states, dead_letter
+
+if TYPE_CHECKING:
+    from ..ports import Change
 
 MAX_CAS_ROUNDS = 64  # a compare-and-set that loses this often is contended beyond reason
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
 
 from ..lifecycle import DEAD, PENDING, PUSHED, READY, REFRESHING, SETTLED, UNVERIFIED, VERIFIED, UrlState
 from ..ports import DeadLetter, StoreCounts
+
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
+if TYPE_CHECKING:
+    from typing import Iterable
 
 
 def count_states(states: Iterable[UrlState], now: float) -> StoreCounts:

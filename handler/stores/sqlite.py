@@ -12,11 +12,16 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 from ..lifecycle import ACTIVE, UrlState, leased
-from ..ports import Change, DeadLetter, StoreCounts, StoreError
+from ..ports import DeadLetter, StoreError
 from .reports import count_states, dead_letter
+
+TYPE_CHECKING = False  # typing is for type checkers only: see handler/values.py
+if TYPE_CHECKING:
+    from typing import Iterator, Mapping, Sequence
+
+    from ..ports import Change, StoreCounts
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS url_lifecycle (
