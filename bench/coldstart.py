@@ -6,13 +6,16 @@ and the same import's total from `python -X importtime`. The upload path imports
 handler.entry; the flush path imports handler.entry and then the CDN adapter
 (handler.cdn.pushing, which brings the client and `requests`). Children get a SQLite store config.
 Also lists which heavy packages a fresh process holds after importing the upload entry,
-and after its first invocation.
+and after its first invocation. A Tablestore deployment's first upload also imports the store
+adapter and its SDK: measured as the package ships it (without numpy, see function_zip), on a
+copy of this environment's packages without numpy, under -S, against a bare `python -S`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sysconfig
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +27,7 @@ from .stats import median
 UPLOAD_ENTRY = "handler.entry"
 FLUSH_PATH = "handler.cdn.pushing"  # the CDN adapter (client, signing, requests): what a flush adds to the entry
 OFFICIAL_SDK = "alibabacloud_cdn20180510.client"
+TABLESTORE_ADAPTER = "handler.stores.tablestore"  # what a Tablestore deployment's first upload adds: the SDK
 MODULES = (UPLOAD_ENTRY, FLUSH_PATH, OFFICIAL_SDK)
 FIRST_UPLOAD = "first upload"  # import handler.entry and handle one event: settings, SQLite store, ingest
 # What the upload path must never pay for: the HTTP stack, the store SDKs it does not use, fc2, YAML.
@@ -41,6 +45,7 @@ class ColdStart:
     heavy_after_import: list[str] = field(default_factory=list)  # HEAVY modules present after importing handler.entry
     heavy_after_upload: list[str] = field(default_factory=list)  # ... and after its first upload invocation
     modules_after_import: int = 0
+    tablestore_adapter_ms: float = 0.0  # median of (import TABLESTORE_ADAPTER under -S, as packaged) - bare python -S
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -72,7 +77,23 @@ def run(runs: int) -> ColdStart:
         result.modules_after_import = len(after_import)
         result.heavy_after_import = _heavy(after_import)
         result.heavy_after_upload = _heavy(_modules_after(_first_upload_statement(), env))
+        result.tablestore_adapter_ms = _as_packaged_over_bare(TABLESTORE_ADAPTER, Path(tmp) / "packages", env, runs)
     return result
+
+
+def _as_packaged_over_bare(module: str, overlay: Path, env: dict, runs: int) -> float:
+    """Median of `python -S -c "import M"` minus `python -S -c pass`, with this environment's packages
+    but those the package leaves out (function_zip.NEVER_IMPORTED) on the path."""
+    from function_zip import NEVER_IMPORTED
+
+    overlay.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.startswith(NEVER_IMPORTED):
+            (overlay / entry.name).symlink_to(entry)
+    env = {**env, "PYTHONPATH": f"{rig.ROOT}:{overlay}"}
+    for statement in ("pass", f"import {module}"):  # warm-up
+        _wall(statement, env, "-S")
+    return median([_wall(f"import {module}", env, "-S") - _wall("pass", env, "-S") for _ in range(runs)])
 
 
 def _statement(module: str) -> str:
@@ -83,9 +104,9 @@ def _statement(module: str) -> str:
     return "pass" if module == "pass" else f"import {module}"
 
 
-def _wall(statement: str, env: dict) -> float:
+def _wall(statement: str, env: dict, *flags: str) -> float:
     started = time.perf_counter()
-    status, _, err = rig.run_child([rig.PYTHON, "-c", statement], env, timeout=60)
+    status, _, err = rig.run_child([rig.PYTHON, *flags, "-c", statement], env, timeout=60)
     elapsed = (time.perf_counter() - started) * 1000.0
     if status != 0:
         raise RuntimeError(f"python -c {statement!r} failed: {err.decode(errors='replace').strip()[-300:]}")

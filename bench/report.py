@@ -118,7 +118,7 @@ def ingest_rows(sqlite, dynamodb, dynamodb_missing: str | None) -> list[Row]:
 
 
 def coldstart_rows(c) -> list[Row]:
-    from .coldstart import FIRST_UPLOAD, FLUSH_PATH, OFFICIAL_SDK, UPLOAD_ENTRY
+    from .coldstart import FIRST_UPLOAD, FLUSH_PATH, OFFICIAL_SDK, TABLESTORE_ADAPTER, UPLOAD_ENTRY
 
     sdk = c.over_bare_ms[OFFICIAL_SDK]
     entry = c.over_bare_ms[UPLOAD_ENTRY]
@@ -134,6 +134,9 @@ def coldstart_rows(c) -> list[Row]:
             f"(in brackets: -X importtime of {FLUSH_PATH})",
             f"{ms(client)} ({ms(c.importtime_ms[FLUSH_PATH])})", f"{ms(sdk)} official CDN SDK",
             f"{ratio(sdk, client)} less; median of {c.runs}", INFO),
+        Row(f"cold start, Tablestore deployments: import {TABLESTORE_ADAPTER} (the adapter and its SDK, as packaged: "
+            "without numpy) over bare python, -S", ms(c.tablestore_adapter_ms), f"bare python -S",
+            f"median of {c.runs}", INFO),
         Row(f"heavy modules after import {UPLOAD_ENTRY} / after its first upload (SQLite)",
             ", ".join(c.heavy_after_import) or "none", ", ".join(c.heavy_after_upload) or "none",
             "target none (requests, boto3, tablestore, fc2, yaml)",
@@ -208,6 +211,8 @@ def readme(data: dict) -> str:
         f"| import of the upload function over bare Python | {ms(c['over_bare_ms']['handler.entry'])}, "
         f"without `requests` or any SDK | {ms(c['over_bare_ms']['alibabacloud_cdn20180510.client'])} for the "
         f"official CDN SDK client |",
+        f"| what a Tablestore deployment's first upload adds: the adapter and its SDK, as packaged "
+        f"| {ms(c['tablestore_adapter_ms'])} | |",
         f"| flush rate with 20 ms of API latency per call | {n(rate['urls_per_second'])} URLs/s "
         f"({rate['urls_per_second'] / rate['ceiling']:.0%}) | {n(rate['ceiling'])} URLs/s (50 calls/s x 100) |",
         f"| import of the flush path (entry and CDN adapter) over bare Python "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from deployment_facts import (
 )
 
 import function_zip
+from handler.local.demo_stores import create_schema
 from handler.settings import parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,9 +176,9 @@ print(json.dumps({"reports": reports, "sdk_files": sdk_files, "path": sys.path, 
 """
 
 
-def _run_probe(python: str, cwd: Path, python_flags: list[str], state: Path) -> dict:
+def _run_probe(python: str, cwd: Path, python_flags: list[str], store: str, env: dict[str, str] | None = None) -> dict:
     config = {
-        "store": f"sqlite:///{state}",
+        "store": store,
         "rules": [
             {"bucket": "my-bucket", "domains": ["cdn.example.com"]},
             {"bucket": "my-s3-bucket", "domains": ["img.example.com"]},
@@ -185,34 +187,44 @@ def _run_probe(python: str, cwd: Path, python_flags: list[str], state: Path) -> 
     result = subprocess.run(
         [python, *python_flags, "-c", PROBE, *map(str, _upload_events())],
         cwd=cwd, capture_output=True, text=True, timeout=300,
-        env={"PREWARM_CONFIG": json.dumps(config), "PREWARM_LOG_LEVEL": "WARNING", "PATH": "/usr/bin:/bin"},
+        env={"PREWARM_CONFIG": json.dumps(config), "PREWARM_LOG_LEVEL": "WARNING", "PATH": "/usr/bin:/bin", **(env or {})},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 
 
-def _assert_runs_alone_like_the_checkout(python: str, unpacked: Path, tmp_path: Path) -> None:
-    """Only the unpacked folder and the standard library: -S (no site-packages), -E (no PYTHONPATH)."""
-    alone = _run_probe(python, unpacked, ["-S", "-E"], tmp_path / "alone.db")
+def _assert_runs_alone_like_the_checkout(
+    python: str, unpacked: Path, tmp_path: Path, store: str | None = None, env: dict[str, str] | None = None
+) -> None:
+    """Only the unpacked folder and the standard library: -S (no site-packages), -E (no PYTHONPATH).
+    The package runs on `store` (a fresh SQLite file by default), the checkout on a fresh SQLite file."""
+    fresh = tempfile.mkdtemp(dir=tmp_path)
+    alone = _run_probe(python, unpacked, ["-S", "-E"], store or f"sqlite:///{fresh}/alone.db", env)
     assert not any("site-packages" in entry or "dist-packages" in entry for entry in alone["path"]), alone["path"]
     assert alone["flush"] is True
     for name, file in alone["sdk_files"].items():
         assert Path(file).resolve().is_relative_to(unpacked.resolve()), f"{name} came from {file}"
 
-    checkout = _run_probe(sys.executable, ROOT, [], tmp_path / "checkout.db")
+    checkout = _run_probe(sys.executable, ROOT, [], f"sqlite:///{fresh}/checkout.db")
     assert alone["reports"] == checkout["reports"]
     assert sum(report["added"] for report in alone["reports"].values()) > 0
     assert all(report["records"] > 0 for report in alone["reports"].values())
 
 
 @pytest.mark.slow
-def test_the_fc_python310_package_alone_runs_the_demo_uploads_and_holds_only_what_runs(tmp_path):
-    """The default build, run by a CPython 3.10 like FC's python3.10 runtime (skipped without one)."""
+def test_the_fc_python310_package_alone_runs_the_demo_uploads_and_holds_only_what_runs(
+    tmp_path, tablestore_store_url, tablestore_env
+):
+    """The default build, run by a CPython 3.10 like FC's python3.10 runtime (skipped without one),
+    on SQLite and on the Tablestore double through the SDK in the zip."""
     python = _runtime_python_or_skip(FC_RUNTIME_PYTHON)
     package, printed = _build(tmp_path)
     assert "for CPython 3.10 on manylinux2014_x86_64" in printed
     assert f"{package.stat().st_size / 1e6:.1f} MB" in printed
-    _assert_runs_alone_like_the_checkout(python, _unpack(package, tmp_path / "code"), tmp_path)
+    unpacked = _unpack(package, tmp_path / "code")
+    _assert_runs_alone_like_the_checkout(python, unpacked, tmp_path)
+    create_schema(tablestore_store_url)
+    _assert_runs_alone_like_the_checkout(python, unpacked, tmp_path, tablestore_store_url, tablestore_env)
 
     names = zipfile.ZipFile(package).namelist()
     handler_files = {n for n in names if n.startswith("handler/")}
@@ -225,6 +237,7 @@ def test_the_fc_python310_package_alone_runs_the_demo_uploads_and_holds_only_wha
     assert {"requests", "aliyun_fc2", "tablestore"} <= distributions
     assert "async_timeout" in distributions  # aiohttp needs it below Python 3.11 only
     assert "boto3" not in distributions  # only with --with dynamodb
+    assert "numpy" not in distributions and not any(n.startswith("numpy") for n in names)  # never imported
     (tablestore,) = {n.split("/")[0] for n in names if n.startswith("tablestore-") and ".dist-info/" in n}
     assert tablestore.startswith(("tablestore-6.2.", "tablestore-6.3.")), "the pin of pyproject's extra, not FC's 5.4.1"
     linux_extensions = [n for n in names if n.endswith("-x86_64-linux-gnu.so")]

@@ -31,7 +31,7 @@ def demo_store(kind: str, state: Path, key: str, secret: str) -> Iterator[tuple[
 
         with TablestoreDouble(instance=TABLESTORE_INSTANCE, access_key_id=key, access_key_secret=secret) as double:
             url = f"tablestore://{TABLESTORE_INSTANCE}/prewarm_demo?endpoint={double.endpoint}"
-            _create_schema(url)
+            create_schema(url)
             yield url, f"the local Tablestore double at {double.endpoint} (instance {TABLESTORE_INSTANCE})"
     elif kind == "dynamodb":
         from .dynalite import Dynalite
@@ -41,13 +41,14 @@ def demo_store(kind: str, state: Path, key: str, secret: str) -> Iterator[tuple[
                           AWS_SHARED_CREDENTIALS_FILE=os.devnull)
         with Dynalite() as endpoint:
             url = f"dynamodb://prewarm-demo-{uuid.uuid4().hex[:8]}?region=cn-hangzhou&endpoint_url={endpoint}"
-            _create_schema(url)
+            create_schema(url)
             yield url, f"dynalite at {endpoint}"
     else:
         raise ValueError(f"unknown demo store {kind!r} (one of {', '.join(STORES)})")
 
 
-def _create_schema(url: str) -> None:
+def create_schema(url: str) -> None:
+    """Create the tables of the store at `url`, as `python -m handler init-store` does."""
     from ..stores import open_store
 
     store = open_store(url)

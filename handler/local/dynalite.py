@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,6 +63,8 @@ class Dynalite:
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
         self.endpoint: str | None = None
+        # Its output, so that an emulator that dies mid-run can say why (see `died`).
+        self.output = tempfile.TemporaryFile()
 
     def start(self) -> str:
         if not DYNALITE.exists():
@@ -72,7 +75,7 @@ class Dynalite:
             self.proc = subprocess.Popen(
                 [node, str(DYNALITE.resolve()), "--host", "127.0.0.1", "--port", str(port),
                  "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"],
-                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.output, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             deadline = time.monotonic() + START_SECONDS
@@ -83,6 +86,14 @@ class Dynalite:
                 time.sleep(0.05)
             self.stop()
         raise EmulatorMissing("dynalite did not start answering on 127.0.0.1")
+
+    def died(self) -> str | None:
+        """None while it runs (or was never started); else its exit status and the end of its output."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        self.output.seek(0)
+        tail = self.output.read().decode("utf-8", "replace")[-2000:]
+        return f"dynalite exited with status {self.proc.returncode}: {tail.strip() or '(no output)'}"
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
