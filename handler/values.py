@@ -2,7 +2,7 @@
 
 The upload path defines a dozen small value types, and Function Compute pays for building them
 on every cold instance. `typing.NamedTuple` imports `typing` and compiles each (postponed, so
-textual) annotation into a ForwardRef: together most of the upload entry's import time. This
+textual) annotation into a ForwardRef: together about half of the upload entry's import. This
 makes the same `collections.namedtuple` from the same class body and keeps the annotations as
 text. Type checkers see `typing.NamedTuple` itself.
 
