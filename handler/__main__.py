@@ -1,4 +1,4 @@
-"""Command line: `python -m handler ingest|flush|status|dead-letters|requeue|forget|init-store`. Wiring only."""
+"""Command line: `python -m handler ingest|flush|status|show|dead-letters|requeue|forget|init-store`. Wiring only."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .destination import original_event
-from .events import is_timer_event, parse_event
+from .events import ObjectWritten, is_timer_event, parse_event
+from .explain import explain
 from .planning import QUOTA_OFFSET_SECONDS, next_quota_day_start, parse_instant, quota_day, quota_grant
 from .ports import PREFETCH, REFRESH, CdnCallFailed, StoreError
 from .prewarm import flush, ingest
 from .recovery import forget, requeue
 from .settings import load_settings
+from .urls import urls_for
 from .wiring import Wiring
 
 if TYPE_CHECKING:
@@ -322,6 +324,32 @@ def _progress_line(report) -> None:
     print(f"\rlisted {report.listed} objects, {report.queued} URLs queued", end="", file=sys.stderr, flush=True)
 
 
+def _cmd_show(args, wiring: Wiring, now: float) -> Outcome:
+    settings = wiring.settings
+    urls: list[str] = []
+    cannot: dict[str, str] = {}  # URL (or key) -> why nothing is warmed for it
+    if args.bucket is None:
+        urls = list(args.items)
+    for key in args.items if args.bucket is not None else ():
+        mapped = urls_for(ObjectWritten(args.bucket, key, "Show", "cli"), settings.rules)
+        urls += mapped.urls
+        cannot.update(mapped.refused)
+        if not mapped.urls and not mapped.refused:
+            cannot[key] = f"no rule matches bucket {args.bucket!r} key {key!r}"
+    states = _open_store(wiring).states(urls) if urls else {}
+    shown = [explain(url, states.get(url), now, settings.window_seconds) for url in dict.fromkeys(urls)]
+    shown += [{"url": item, "phase": None, "next": f"not warmed: {why}"} for item, why in cannot.items()]
+    if args.json:
+        _say(json.dumps(shown, ensure_ascii=False))
+        return Outcome(EXIT_OK)
+    for facts in shown:
+        versions = "".join(f"  {label} {facts[name]}" for name, label in (("version", "version"), ("pushed_version", "pushed"))
+                           if facts.get(name) is not None)
+        _say(f"{facts['url']}  {facts['phase'] or 'unknown'}{versions}")
+        _say(f"  {facts['next']}")
+    return Outcome(EXIT_OK)
+
+
 def _cmd_dead_letters(args, wiring: Wiring, now: float) -> Outcome:
     letters = _open_store(wiring).dead_letters(args.limit)
     if args.json:
@@ -505,6 +533,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", metavar="FILE", help="read object keys from FILE, one per line, instead of listing")
     p.add_argument("--dry-run", action="store_true", help="count what would be queued and the days it takes")
     p.set_defaults(run=_cmd_backfill)
+
+    p = command("show", "where URLs stand: phase, versions, task, and what happens next")
+    p.add_argument("items", nargs="+", metavar="URL|KEY", help="URLs; with --bucket, object keys mapped by the rules")
+    p.add_argument("--bucket", help="the arguments are object keys of this bucket: show the URLs its rules give them")
+    p.set_defaults(run=_cmd_show)
 
     p = command("dead-letters", "list dead-lettered URLs with their reasons, newest first")
     p.add_argument("--limit", type=_positive_int, default=100, metavar="N",
