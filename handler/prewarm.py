@@ -197,6 +197,8 @@ class _Flush:
         self._used_at_read: dict[str, int] = {}  # our counters when the account's quota was read
         self._spent: set[str] = set()  # quota counters the account said are used up today
         self._stopped = False
+        self._prefetches_sent = 0  # URLs this flush's prefetch calls may have made the CDN fetch
+        self._capped = False  # max_prefetch_per_flush reached: claim nothing more
 
     def run(self, flush_all: bool) -> FlushReport:
         max_window = None if flush_all else closed_before(self.now, self.settings.window_seconds)
@@ -204,7 +206,7 @@ class _Flush:
         # Claimed URLs wait here until a batch is full, so a round's last partial batch does not
         # cost a call of its own; backfill waits for the end, after every live URL had its turn.
         waiting: dict[str, list[UrlState]] = {"refresh": [], "live": [], "backfill": []}
-        while not self._stopped:
+        while not self._stopped and not self._capped:
             if self._out_of_time():
                 log.warning("flush out of time; the rest waits for the next flush")
                 break
@@ -264,6 +266,10 @@ class _Flush:
         cap = self.settings.cdn.max_urls_per_call if counter == PREFETCH else self.settings.cdn.max_urls_per_refresh
         for start in range(0, len(claims), cap):
             batch = claims[start : start + cap]
+            if counter == PREFETCH:
+                batch = self._within_origin_cap(batch)
+                if not batch:
+                    continue
             if self._stopped or self._out_of_time() or counter in self._spent:
                 why = "quota: the account's daily quota is used up" if counter in self._spent else "flush stopped early"
                 self._release(batch, self._next_day() if counter in self._spent else self.now, why)
@@ -282,6 +288,16 @@ class _Flush:
             if batch:
                 self._send(counter, batch, share)
 
+    def _within_origin_cap(self, batch: list[UrlState]) -> list[UrlState]:
+        """The part of the batch that max_prefetch_per_flush lets this flush send; the rest waits for the next flush."""
+        cap = self.settings.cdn.max_prefetch_per_flush
+        room = max(0, cap - self._prefetches_sent)
+        if not cap or room >= len(batch):
+            return batch
+        self._capped = True
+        self._release(batch[room:], self.now, f"origin: max_prefetch_per_flush ({cap}) reached; the next flush goes on")
+        return batch[:room]
+
     def _share_limit(self) -> int:
         return int(self.settings.cdn.daily_limit * self.settings.backfill_share)
 
@@ -291,6 +307,7 @@ class _Flush:
         by_url = {s.url: s for s in batch}
         if counter == PREFETCH:
             self.report.calls += outcome.calls
+            self._prefetches_sent += len(outcome.accepted) + len(outcome.ambiguous)
         else:
             self.report.refresh_calls += outcome.calls
         self.store.release_quota(counter, self.day, len(outcome.rejected) + len(outcome.unsent))

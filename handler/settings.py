@@ -47,6 +47,7 @@ class CdnSettings(ValueType):
     max_retries: int = 4
     retry_budget_seconds: float = 20.0
     calls_per_second: float = 40.0
+    max_prefetch_per_flush: int = 0  # 0: no cap; else prefetches one flush may send (the origin's load)
 
     @property
     def daily_limit(self) -> int:
@@ -216,6 +217,7 @@ def _parse_cdn(section: "_Section") -> CdnSettings:
         max_retries=section.integer("max_retries", 4, minimum=0, maximum=20),
         retry_budget_seconds=section.number("retry_budget_seconds", 20.0, minimum=0),
         calls_per_second=section.number("calls_per_second", 40.0, minimum=0.1, maximum=API_CALLS_PER_SECOND),
+        max_prefetch_per_flush=section.integer("max_prefetch_per_flush", 0, minimum=0),
     )
     section.finish()
     if cdn.quota_reserve >= cdn.daily_quota:
