@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from .cli_output import api_error_code, finish_stdout, first_line, log_to_stderr, print_result, say
 from .destination import original_event
 from .events import ObjectWritten, is_timer_event, parse_event
 from .explain import explain
@@ -69,7 +68,7 @@ class Outcome:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    held_logs = _log_to_stderr(args.verbose)
+    held_logs = log_to_stderr(args.verbose)
     outcome = Outcome(EXIT_FAILED)  # until the command says otherwise
     try:
         now = _now(args.now)
@@ -88,13 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             held_logs.write_out(leaving_out=outcome.api_error_code)
     for error in outcome.errors:
         print(f"error: {first_line(error)}", file=sys.stderr)
-    _finish_stdout()
+    finish_stdout()
     return outcome.status
-
-
-def first_line(text: str) -> str:
-    """What fits on one line of a terminal: API messages may carry a multi-line string to sign."""
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def _now(text: str | None) -> float:
@@ -161,7 +155,7 @@ def _buckets_without_rule(records: Sequence["ObjectRecord"], rules: Sequence["Ru
 
 def _say_ingest_totals(args, totals: dict, unruled_buckets: list[str]) -> None:
     if args.json:
-        _say(json.dumps(totals, ensure_ascii=False))
+        say(json.dumps(totals, ensure_ascii=False))
         return
     line = "ingested {records} records from {files} files: {added} URLs newly pending".format(**totals)
     if totals["purges"] or totals["cancelled"]:
@@ -170,14 +164,14 @@ def _say_ingest_totals(args, totals: dict, unruled_buckets: list[str]) -> None:
         line += f"; {totals['unmatched']} records matched no rule"
     if totals["bad_files"]:
         line += f"; {totals['bad_files']} files not ingested"
-    _say(line)
+    say(line)
     for bucket in unruled_buckets:
-        _say(f"  no rule for bucket {bucket!r}: its uploads are ignored")
+        say(f"  no rule for bucket {bucket!r}: its uploads are ignored")
 
 
 def _cmd_flush(args, wiring: Wiring, now: float) -> Outcome:
     report = flush(_open_store(wiring), wiring.cdn(), wiring.settings, now, flush_all=args.all)
-    _print(
+    print_result(
         args, report.as_dict(),
         "pushed {pushed} URLs in {calls} calls, refreshed {refreshed}, verified {verified},"
         " resolved {resolved} lost answers;"
@@ -185,10 +179,10 @@ def _cmd_flush(args, wiring: Wiring, now: float) -> Outcome:
     )
     if not args.json:
         for task_id in report.task_ids:
-            _say(f"  task {task_id}")
+            say(f"  task {task_id}")
     if report.error:  # stopped early: nothing lost, but someone should look
         return Outcome(EXIT_FAILED, [f"flush stopped, unpushed URLs stay pending: {report.error}"],
-                       api_error_code=_api_error_code(report.error))
+                       api_error_code=api_error_code(report.error))
     return Outcome(EXIT_OK)
 
 
@@ -230,7 +224,7 @@ def _cmd_status(args, wiring: Wiring, now: float) -> Outcome:
         "now": _iso(now),
     }
     if args.json:
-        _say(json.dumps(status, ensure_ascii=False))
+        say(json.dumps(status, ensure_ascii=False))
     else:
         _say_status(status, account_error)
     return Outcome(EXIT_OK)
@@ -250,20 +244,20 @@ def _account_quota(args, wiring: Wiring) -> tuple["AccountQuota | None", str | N
 
 def _say_status(status: dict, account_error: str | None) -> None:
     s = status
-    _say(f"quota day {s['quota_day']} (UTC+8), next reset {s['next_reset_utc8']} = {s['next_reset']}")
-    _say(f"  prefetch: {s['quota_used']}/{s['quota_limit']} used by us, {s['quota_remaining']} left; "
+    say(f"quota day {s['quota_day']} (UTC+8), next reset {s['next_reset_utc8']} = {s['next_reset']}")
+    say(f"  prefetch: {s['quota_used']}/{s['quota_limit']} used by us, {s['quota_remaining']} left; "
          f"account: {_or(s['account_preload_remaining'], account_error)} left")
-    _say(f"  refresh:  {s['refresh_quota_used']}/{s['refresh_quota_limit']} used by us, "
+    say(f"  refresh:  {s['refresh_quota_used']}/{s['refresh_quota_limit']} used by us, "
          f"{s['refresh_quota_remaining']} left; account: {_or(s['account_refresh_remaining'], account_error)} left")
-    _say(f"pending {s['pending']} (deferred {s['deferred']}), refreshing {s['refreshing']}, pushed {s['pushed']}, "
+    say(f"pending {s['pending']} (deferred {s['deferred']}), refreshing {s['refreshing']}, pushed {s['pushed']}, "
          f"verified {s['verified']}, unverified {s['unverified']}, dead-lettered {s['dead']}, "
          f"failed tasks {s['failed_tasks']}")
     if s["oldest_pending_seconds"] is not None:
-        _say(f"  oldest waiting URL: {s['oldest_pending_seconds']} s; backlog: {s['backlog_days']} days at the daily limit")
+        say(f"  oldest waiting URL: {s['oldest_pending_seconds']} s; backlog: {s['backlog_days']} days at the daily limit")
     for reason, count in s["deferred_reasons"].items():
-        _say(f"  deferred {count}: {reason}")
+        say(f"  deferred {count}: {reason}")
     if s["last_tasks_at"]:
-        _say(f"last tasks submitted {s['last_tasks_at']}: {', '.join(s['last_task_ids'])}")
+        say(f"last tasks submitted {s['last_tasks_at']}: {', '.join(s['last_task_ids'])}")
 
 
 def _or(value: object, why: str | None) -> str:
@@ -305,7 +299,7 @@ def _cmd_backfill(args, wiring: Wiring, now: float) -> Outcome:
     if progress is not None:
         print(file=sys.stderr)
     verb = "would queue" if args.dry_run else "queued"
-    _print(args, {**report.as_dict(), "dry_run": args.dry_run},
+    print_result(args, {**report.as_dict(), "dry_run": args.dry_run},
            f"listed {{listed}} objects ({{urls}} URLs): {verb} {{queued}}, {{known}} already known;"
            f" about {{days}} days at the backfill share of the daily quota")
     return Outcome(EXIT_OK)
@@ -340,24 +334,24 @@ def _cmd_show(args, wiring: Wiring, now: float) -> Outcome:
     shown = [explain(url, states.get(url), now, settings.window_seconds) for url in dict.fromkeys(urls)]
     shown += [{"url": item, "phase": None, "next": f"not warmed: {why}"} for item, why in cannot.items()]
     if args.json:
-        _say(json.dumps(shown, ensure_ascii=False))
+        say(json.dumps(shown, ensure_ascii=False))
         return Outcome(EXIT_OK)
     for facts in shown:
         versions = "".join(f"  {label} {facts[name]}" for name, label in (("version", "version"), ("pushed_version", "pushed"))
                            if facts.get(name) is not None)
-        _say(f"{facts['url']}  {facts['phase'] or 'unknown'}{versions}")
-        _say(f"  {facts['next']}")
+        say(f"{facts['url']}  {facts['phase'] or 'unknown'}{versions}")
+        say(f"  {facts['next']}")
     return Outcome(EXIT_OK)
 
 
 def _cmd_dead_letters(args, wiring: Wiring, now: float) -> Outcome:
     letters = _open_store(wiring).dead_letters(args.limit)
     if args.json:
-        _say(json.dumps([letter.__dict__ for letter in letters], ensure_ascii=False))
+        say(json.dumps([letter.__dict__ for letter in letters], ensure_ascii=False))
         return Outcome(EXIT_OK)
     for letter in letters:
         at = datetime.fromtimestamp(letter.at, timezone.utc).isoformat()
-        _say(f"{at}  {letter.url}  {first_line(letter.reason)}")
+        say(f"{at}  {letter.url}  {first_line(letter.reason)}")
     return Outcome(EXIT_OK)
 
 
@@ -368,13 +362,13 @@ def _cmd_requeue(args, wiring: Wiring, now: float) -> Outcome:
         raise CliError("requeue: say which dead letters: --code CODE, --url-glob PATTERN, or --all")
     report = requeue(_open_store(wiring), now, mode=wiring.settings.refresh_before_prefetch, code=args.code,
                      url_glob=args.url_glob, everything=args.all)
-    _print(args, report.as_dict(), "requeued {requeued} dead-lettered URLs of {matched} matched; the next flush takes them")
+    print_result(args, report.as_dict(), "requeued {requeued} dead-lettered URLs of {matched} matched; the next flush takes them")
     return Outcome(EXIT_OK)
 
 
 def _cmd_forget(args, wiring: Wiring, now: float) -> Outcome:
     report = forget(_open_store(wiring), args.urls, now)
-    _print(args, report.as_dict(),
+    print_result(args, report.as_dict(),
            "forgot {forgotten} URLs ({unknown} unknown, {busy} held by a running flush); their next upload warms them")
     if report.busy:
         return Outcome(EXIT_FAILED, [f"{report.busy} URLs are held by a running flush: run forget again after it"])
@@ -383,7 +377,7 @@ def _cmd_forget(args, wiring: Wiring, now: float) -> Outcome:
 
 def _cmd_init_store(args, wiring: Wiring, now: float) -> Outcome:
     _open_store(wiring).create_schema()
-    _print(args, {"store": wiring.settings.store, "ready": True}, "store ready: {store}")
+    print_result(args, {"store": wiring.settings.store, "ready": True}, "store ready: {store}")
     return Outcome(EXIT_OK)
 
 
@@ -396,87 +390,6 @@ def _open_store(wiring: Wiring) -> "Store":
         raise CliError(f"cannot open store {wiring.settings.store}: {exc.strerror or exc}{where}") from None
     except StoreError as exc:
         raise CliError(first_line(str(exc))) from None
-
-
-# --- output ---
-
-
-def _print(args, data: dict, template: str) -> None:
-    _say(json.dumps(data, ensure_ascii=False) if args.json else template.format(**data))
-
-
-def _say(text: str) -> None:
-    """One line on stdout; once the reader has gone (`| head`), the rest of the output is dropped."""
-    try:
-        print(text)
-    except BrokenPipeError:
-        _drop_stdout()
-
-
-def _finish_stdout() -> None:
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _drop_stdout()
-
-
-def _drop_stdout() -> None:
-    """Point stdout at the null device, so that nothing, not even the flush at exit, writes to a closed pipe."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-
-
-class HeldLogRecords(logging.Handler):
-    """Without -v: our warnings, held until the command ends, then one line each on stderr.
-
-    The error the CLI reports itself (say a flush stopped by a wrong secret) is left out of them, so
-    that it is said once: records that carry an API error with the same code are not repeated.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def write_out(self, *, leaving_out: str | None) -> None:
-        """Write the held records out and stop holding: our loggers go back to the root's handler."""
-        ours = logging.getLogger("handler")
-        ours.removeHandler(self)
-        ours.propagate = True
-        for record in self.records:
-            if leaving_out is not None and leaving_out in _error_codes_carried(record):
-                continue
-            print(f"{record.levelname} {record.name}: {first_line(record.getMessage())}", file=sys.stderr)
-        self.records.clear()
-
-
-def _api_error_code(error: str) -> str:
-    """The API code an error text starts with: "SignatureDoesNotMatch (HTTP 400, ...): ..." or "Code: ..."."""
-    return error.split(None, 1)[0].rstrip(":") if error.strip() else error
-
-
-def _error_codes_carried(record: logging.LogRecord) -> set[str]:
-    args = record.args if isinstance(record.args, tuple) else ()
-    codes = {getattr(arg, "code", None) for arg in args}
-    codes |= {getattr(getattr(arg, "problem", None), "code", None) for arg in args}
-    return {code for code in codes if isinstance(code, str)}
-
-
-def _log_to_stderr(verbose: bool) -> HeldLogRecords | None:
-    # Only our own loggers go to DEBUG: some SDKs log request headers (tokens) on the root logger.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    ours = logging.getLogger("handler")
-    if verbose:
-        ours.setLevel(logging.DEBUG)
-        return None
-    ours.setLevel(logging.WARNING)
-    held = HeldLogRecords()
-    ours.addHandler(held)
-    ours.propagate = False
-    return held
 
 
 # --- arguments ---
