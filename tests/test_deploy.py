@@ -67,6 +67,7 @@ def test_both_functions_get_the_one_configuration_built_from_vars():
     assert settings.store == f"tablestore://{instance}/{table}?endpoint=https://{instance}.{region}.ots-internal.aliyuncs.com"
     assert [(r.bucket, list(r.domains)) for r in settings.rules] == [(VARS["bucket"], json.loads(VARS["domains"]))]
     assert (settings.cdn.daily_quota, settings.cdn.quota_reserve) == (VARS["daily_quota"], VARS["quota_reserve"])
+    assert settings.cdn.max_prefetch_per_flush == VARS["max_prefetch_per_flush"]
     assert settings.flush_function is None  # fc2 addresses FC 2.0 services; FC 3.0 functions have none
     assert {p["region"] for p in FUNCTIONS.values()} == {region}
 

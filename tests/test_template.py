@@ -91,6 +91,7 @@ def test_both_functions_get_one_configuration_built_from_the_parameters():
     assert list(settings.rules[0].domains) == json.loads(PARAMETERS["CdnDomains"]["Default"])
     assert settings.cdn.daily_quota == PARAMETERS["DailyQuota"]["Default"]
     assert settings.cdn.quota_reserve == PARAMETERS["QuotaReserve"]["Default"]
+    assert settings.cdn.max_prefetch_per_flush == PARAMETERS["MaxPrefetchPerFlush"]["Default"]
     target = settings.flush_function
     assert (target.service, target.function) == (SERVICE_NAME, "flush")
 
