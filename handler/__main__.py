@@ -347,7 +347,7 @@ def _cmd_show(args, wiring: Wiring, now: float) -> Outcome:
 def _cmd_dead_letters(args, wiring: Wiring, now: float) -> Outcome:
     letters = _open_store(wiring).dead_letters(args.limit)
     if args.json:
-        say(json.dumps([letter.__dict__ for letter in letters], ensure_ascii=False))
+        say(json.dumps([letter._asdict() for letter in letters], ensure_ascii=False))
         return Outcome(EXIT_OK)
     for letter in letters:
         at = datetime.fromtimestamp(letter.at, timezone.utc).isoformat()

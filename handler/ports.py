@@ -27,23 +27,13 @@ REFRESH = "refresh"  # and the daily URL refresh quota
 BACKFILL = "backfill"  # the part of the prefetch quota spent on backfill (capped by backfill_share)
 
 
-class DeadLetter:
-    """A URL given up on, and why; its attributes are its whole content (the CLI prints `vars()` as JSON)."""
+class DeadLetter(ValueType):
+    """A URL given up on, and why."""
 
-    def __init__(self, url: str, reason: str, window: int, at: float) -> None:
-        self.url = url
-        self.reason = reason
-        self.window = window
-        self.at = at  # epoch seconds
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is DeadLetter and vars(self) == vars(other)
-
-    def __hash__(self) -> int:
-        return hash((self.url, self.reason, self.window, self.at))
-
-    def __repr__(self) -> str:
-        return f"DeadLetter(url={self.url!r}, reason={self.reason!r}, window={self.window!r}, at={self.at!r})"
+    url: str
+    reason: str
+    window: int
+    at: float  # epoch seconds
 
 
 class StoreCounts(ValueType):
@@ -162,6 +152,7 @@ TASK_REFRESH = "file"
 # Task states, as the API reports Status.
 TASK_COMPLETE = "Complete"
 TASK_FAILED = "Failed"
+TASK_IDS_PER_CALL = 10  # DescribeRefreshTaskById takes at most 10 ids
 
 
 class TaskStatus(ValueType):

@@ -17,7 +17,8 @@ from .events import ObjectRemoved
 from .lifecycle import UrlState
 from .planning import closed_before, next_quota_day_start, quota_day, quota_grant, window_of
 from .ports import (
-    BACKFILL, PREFETCH, REFRESH, TASK_COMPLETE, TASK_FAILED, TASK_PRELOAD, TASK_REFRESH, CdnCallFailed, Problem,
+    BACKFILL, PREFETCH, REFRESH, TASK_COMPLETE, TASK_FAILED, TASK_IDS_PER_CALL, TASK_PRELOAD, TASK_REFRESH,
+    CdnCallFailed, Problem,
 )
 from .urls import priority_for, urls_for
 
@@ -35,8 +36,6 @@ log = logging.getLogger("handler.prewarm")
 BATCHES_PER_CLAIM = 10
 # A call whose answer was lost and whose task the API does not list this long after is taken as not accepted.
 AMBIGUITY_SETTLE_SECONDS = 120
-# DescribeRefreshTaskById answers for up to 10 ids a call.
-TASK_IDS_PER_READ = 10
 
 
 class IngestReport:
@@ -400,9 +399,9 @@ class _Flush:
         statuses: dict[str, list[TaskStatus]] = {}
         unread: set[str] = set()
         ids = sorted({s.task_id for s in known})
-        # One read per TASK_IDS_PER_READ ids: a failed read leaves only its own tasks unchecked this time.
-        for start in range(0, len(ids), TASK_IDS_PER_READ):
-            chunk = ids[start : start + TASK_IDS_PER_READ]
+        # One read per TASK_IDS_PER_CALL ids: a failed read leaves only its own tasks unchecked this time.
+        for start in range(0, len(ids), TASK_IDS_PER_CALL):
+            chunk = ids[start : start + TASK_IDS_PER_CALL]
             try:
                 for task in self.cdn.task_statuses(chunk):
                     statuses.setdefault(task.task_id, []).append(task)

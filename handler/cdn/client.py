@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..credentials import Credentials
-from ..ports import Problem
+from ..ports import TASK_IDS_PER_CALL, Problem
 from ..settings import API_CALLS_PER_SECOND, CdnSettings, check_endpoint
 from . import signing
 from .errors import CdnError, InvalidUrlError, error_for
@@ -29,7 +29,6 @@ from .transport import new_session, transport_error
 log = logging.getLogger("handler.cdn")
 
 MAX_URL_LENGTH = 1024  # documented per-URL limit of ObjectPath
-TASK_IDS_PER_CALL = 10  # DescribeRefreshTaskById takes at most 10 ids
 TASKS_PER_PAGE = 100  # DescribeRefreshTasks' largest PageSize
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 8.0

@@ -9,8 +9,9 @@ each write is conditioned on (compare-and-set), and `ref`, new each time the URL
 row (it becomes active, or moves window), copied onto that row. Crash safety comes from the
 order of writes: a new due row (and its windows index touch) is written before the record that
 points to it, and an old row is deleted only after; a crash leaves at worst a row whose ref is
-not its record's, which `claim` deletes once it is older than any write still under way could be. `claim` deletes an index entry
-only if the shard has no rows and nobody touched the entry since it was read.
+not its record's, which `claim` deletes once it is older than any write still under way could
+be. `claim` deletes an index entry only if the shard has no rows and nobody touched the entry
+since it was read.
 """
 
 from __future__ import annotations
