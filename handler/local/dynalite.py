@@ -20,7 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-DYNALITE = ROOT / "node_modules" / ".bin" / "dynalite"
+DYNALITE = ROOT / "node_modules" / "dynalite"
+SERVER = Path(__file__).with_name("dynalite_server.js")  # survives clients that drop a connection
 START_SECONDS = 30.0
 
 
@@ -73,8 +74,7 @@ class Dynalite:
         for _ in range(3):  # the free port may be taken between probe and listen
             port = _free_port()
             self.proc = subprocess.Popen(
-                [node, str(DYNALITE.resolve()), "--host", "127.0.0.1", "--port", str(port),
-                 "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"],
+                [node, str(SERVER), str(ROOT), "127.0.0.1", str(port)],
                 cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.output, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
