@@ -160,17 +160,27 @@ class KeyValueStore(ABC):
         claims: list[UrlState] = []
         if limit <= 0:
             return claims
+        rows: list[PendingRow] = []  # read, not yet leased: never more than are still wanted
         for window, shard, touch in self._indexed_windows(max_window):
             for row in self._due_rows(window, shard, now=now, page_size=max(2 * limit, 25)):
                 if row is None:  # the shard has no rows: its entry goes, unless touched since it was read
                     self._delete_window_entry(window, shard, touch)
                     continue
-                claimed = self._lease(row, now=now, owner=owner, lease_seconds=lease_seconds)
-                if claimed is not None:
-                    claims.append(claimed)
+                rows.append(row)
+                if len(claims) + len(rows) >= limit:
+                    claims += self._lease_all(rows, now=now, owner=owner, lease_seconds=lease_seconds)
+                    rows = []
                     if len(claims) >= limit:
                         return claims
-        return claims
+        return claims + self._lease_all(rows, now=now, owner=owner, lease_seconds=lease_seconds)
+
+    def _lease_all(self, rows: list[PendingRow], **lease: Any) -> list[UrlState]:
+        """Lease the rows side by side (each URL is its own compare-and-set); those leased, in row order."""
+        if len(rows) <= 1:
+            leased_ = [self._lease(row, **lease) for row in rows]
+        else:
+            leased_ = list(_pool().map(lambda row: self._lease(row, **lease), rows))
+        return [state for state in leased_ if state is not None]
 
     def _lease(self, row: PendingRow, *, now: float, owner: str, lease_seconds: float) -> UrlState | None:
         for round_ in range(MAX_CAS_ROUNDS):

@@ -173,6 +173,14 @@ def test_claim_honours_limit_and_never_returns_a_url_twice(store):
     assert sorted(seen) == sorted(url(i) for i in range(30))
 
 
+def test_claim_fills_its_limit_past_urls_another_flusher_holds(store):
+    upload(store, [url(i) for i in range(30)])
+    held = set(claimed_urls(store, owner="a", limit=10))
+    taken = claimed_urls(store, owner="b", limit=15)
+    assert len(held) == 10 and len(taken) == 15 and not held & set(taken)
+    assert len(claimed_urls(store, owner="c")) == 5
+
+
 def test_a_claim_leases_and_returns_the_leased_state(store):
     upload(store, [url(1)])
     (state,) = claim_all(store, owner="me", now=T0 + 120)
