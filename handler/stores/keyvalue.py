@@ -175,12 +175,13 @@ class KeyValueStore(ABC):
         return claims + self._lease_all(rows, now=now, owner=owner, lease_seconds=lease_seconds)
 
     def _lease_all(self, rows: list[PendingRow], **lease: Any) -> list[UrlState]:
-        """Lease the rows side by side (each URL is its own compare-and-set); those leased, in row order."""
-        if len(rows) <= 1:
-            leased_ = [self._lease(row, **lease) for row in rows]
-        else:
-            leased_ = list(_pool().map(lambda row: self._lease(row, **lease), rows))
-        return [state for state in leased_ if state is not None]
+        """Lease the rows side by side (each URL is its own compare-and-set); those leased, in row order.
+
+        Each claimer goes through the rows in its own random order, so racing flushers that read
+        the same page mostly take different URLs instead of contending for the same ones."""
+        order = random.sample(range(len(rows)), len(rows))
+        leased_ = dict(zip(order, _pool().map(lambda i: self._lease(rows[i], **lease), order)))
+        return [leased_[i] for i in range(len(rows)) if leased_[i] is not None]
 
     def _lease(self, row: PendingRow, *, now: float, owner: str, lease_seconds: float) -> UrlState | None:
         for round_ in range(MAX_CAS_ROUNDS):
