@@ -180,8 +180,8 @@ class KeyValueStore(ABC):
         Each claimer goes through the rows in its own random order, so racing flushers that read
         the same page mostly take different URLs instead of contending for the same ones."""
         order = random.sample(range(len(rows)), len(rows))
-        leased_ = dict(zip(order, _pool().map(lambda i: self._lease(rows[i], **lease), order)))
-        return [leased_[i] for i in range(len(rows)) if leased_[i] is not None]
+        by_row = dict(zip(order, _pool().map(lambda i: self._lease(rows[i], **lease), order)))
+        return [by_row[i] for i in range(len(rows)) if by_row[i] is not None]
 
     def _lease(self, row: PendingRow, *, now: float, owner: str, lease_seconds: float) -> UrlState | None:
         for round_ in range(MAX_CAS_ROUNDS):
